@@ -1,0 +1,1 @@
+"""Hooks, table priorities, chain traversal, verdicts and trace events."""

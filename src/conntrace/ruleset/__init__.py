@@ -1,0 +1,1 @@
+"""Ruleset data model, parsers (iptables-save, iptables -S), writers and extensions."""
