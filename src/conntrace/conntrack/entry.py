@@ -116,6 +116,9 @@ class ConntrackEntry:
     labels: int = 0
     # the CPU whose packet created the entry (races between CPUs)
     cpu: int = 0
+    # event bits cached for delivery at the next confirm (nf_conntrack_event_cache):
+    # "NEW", "RELATED", "REPLY", "ASSURED", "PROTOINFO", "MARK", "SEQADJ", "LABEL", ...
+    ecache: set = field(default_factory=set)
 
     def tuple(self, d: Dir) -> ConnTuple:
         return self.orig_tuple if d is Dir.ORIGINAL else self.reply_tuple
