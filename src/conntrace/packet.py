@@ -131,6 +131,9 @@ class IcmpHeader:
     embedded: "Packet | None" = None
     gateway: IPAddress | None = None  # redirects
     mtu: int = 0  # frag needed
+    pointer: int = 0  # parameter problem: offset of the offending byte
+    # Bytes of the embedded datagram actually quoted; None: as Linux quotes (see Packet.l4_len).
+    quoted_len: int | None = None
 
     header_len = 8
 
@@ -186,6 +189,8 @@ class Packet:
     meta: SkbMeta = field(default_factory=SkbMeta)
     # A short human label used by traces ("SYN", "reply", "reject for #3", ...)
     label: str = ""
+    # The payload bytes when known (a decoded capture); None means payload_len zero bytes.
+    payload: bytes | None = None
 
     @property
     def family(self) -> int:
@@ -198,7 +203,10 @@ class Packet:
 
     @property
     def ip_header_len(self) -> int:
-        return 20 if self.family == 4 else 40
+        if self.family == 4:
+            return 20
+        # An IPv6 fragment carries an 8-byte Fragment extension header.
+        return 48 if (self.mf or self.frag_offset) else 40
 
     @property
     def l4_len(self) -> int:
@@ -206,8 +214,12 @@ class Packet:
             return self.payload_len
         if isinstance(self.l4, IcmpHeader) and self.l4.embedded is not None:
             emb = self.l4.embedded
-            # Linux quotes the IP header and as much of the datagram as fits (576 bytes total).
-            return 8 + min(emb.total_len, 576 - self.ip_header_len - 8)
+            if self.l4.quoted_len is not None:
+                return 8 + self.l4.quoted_len
+            # Linux quotes the IP header and as much of the datagram as fits: 576 bytes in all
+            # for IPv4 (icmp_send), IPV6_MIN_MTU=1280 for IPv6 (icmp6_send).
+            limit = 576 if self.family == 4 else 1280
+            return 8 + min(emb.total_len, limit - self.ip_header_len - 8)
         return self.l4.header_len + self.payload_len
 
     @property
