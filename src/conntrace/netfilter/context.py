@@ -27,6 +27,8 @@ class EvalContext:
     # Side effects a rule produced, in order: LOG lines, generated packets (REJECT),
     # NAT bindings... The traversal attaches them to the trace step of the rule.
     effects: list[Any] = field(default_factory=list)
+    # Every effect of this packet's walk so far, for the packet path to act on.
+    pending_effects: list[Any] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)
     # Set by the NAT hook while the nat table runs: NAT targets call it to set the binding.
     nat_setup: Callable[..., Any] | None = None
