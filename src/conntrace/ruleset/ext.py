@@ -30,6 +30,24 @@ class ExtParseError(Exception):
     """An option value an extension cannot accept; the message says what was expected."""
 
 
+class ExtUnsupported(Exception):
+    """Raised by `parse` for an option the extension recognises but does not model.
+
+    The parser then keeps the whole match/target verbatim as an Unsupported* item and
+    reports `option` (e.g. "--hashlimit-htable-gcinterval") with file:line; it never fails."""
+
+    def __init__(self, option: str, detail: str = ""):
+        self.option = option
+        self.detail = detail
+        super().__init__(f"{option}: {detail}" if detail else option)
+
+
+class SaveString(str):
+    """A token `render` returns for a value iptables-save prints with xtables_save_string
+    (comment, log prefix...): the writer double-quotes it unless it is [A-Za-z0-9_-]+,
+    escaping `"`, `\\` and `'` (libxtables/xtables.c)."""
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     name: str  # "--dport"

@@ -181,3 +181,5 @@ class RulesetPair:
 
     v4: Ruleset
     v6: Ruleset | None = None
+    # Remarks about the input that are not errors ("FILE:LINE: bare command line skipped")
+    notes: list[str] = field(default_factory=list)
