@@ -110,9 +110,24 @@ class Extension(ABC):
 class MatchExt(Extension):
     """A `-m` match. Instances are frozen dataclasses: equality means same rule."""
 
+    # Built-in chains (hooks) the kernel allows this match in (xt_match.hooks); None: any.
+    valid_hooks: ClassVar[frozenset[str] | None] = None
+
     @abstractmethod
     def matches(self, ctx: "EvalContext") -> bool:
         ...
+
+    def hook_error(self, hooks: frozenset[str]) -> str | None:
+        """The kernel's load-time refusal (xt_check_match / checkentry) when this match sits
+        in a chain reachable from `hooks` (built-in chain names), else None. `parse` already
+        checks rules written in a built-in chain; a loader that knows which hooks reach a
+        user chain calls this for the rules of that chain."""
+        if self.valid_hooks is None or hooks <= self.valid_hooks:
+            return None
+        order = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+        used = "/".join(h for h in order if h in hooks)
+        valid = "/".join(h for h in order if h in self.valid_hooks)
+        return f"{self.name} match: used from hooks {used}, but only valid from {valid}"
 
 
 class TargetExt(Extension):
