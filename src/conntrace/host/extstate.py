@@ -22,6 +22,8 @@ class ExtState:
     ipsets: dict[str, Any] = field(default_factory=dict)  # name -> ruleset.ipset.IpSet
     recent: dict[str, Any] = field(default_factory=dict)  # list name -> recent table
     nfacct: dict[str, NfacctCounter] = field(default_factory=dict)
+    # hashlimit tables by (family, --hashlimit-name): shared by every rule naming them
+    hashlimit: dict[Any, Any] = field(default_factory=dict)
     _rule_state: dict[tuple[int, int], tuple[Any, Any, Any]] = field(default_factory=dict)
 
     def rule_state(self, rule: Any, ext: Any, factory: Callable[[], Any]) -> Any:
