@@ -1,0 +1,215 @@
+"""The per-netns conntrack hash: confirmed entries under both tuples, expiry, events, stats.
+
+Mirrors net/netfilter/nf_conntrack_core.c: unconfirmed entries live only on their packet
+(pkt.meta.ct) and are invisible here until `confirm` inserts them; expired entries are
+removed by lookups (nf_ct_gc_expired) and by the GC step, each with a DESTROY event.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from .defs import ConntrackEventType, Dir, Status
+from .entry import ConnTuple, ConntrackEntry
+
+# `conntrack -S` columns, in the order conntrack-tools prints them
+STAT_FIELDS = ("found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error",
+               "search_restart", "clash_resolve", "chaintoolong")
+NF_CT_EVICTION_RANGE = 8  # early_drop scans this many buckets (nf_conntrack_core.c)
+
+
+@dataclass
+class CtEvent:
+    """One ctnetlink event as `conntrack -E` would print it."""
+
+    type: ConntrackEventType
+    time: float
+    entry: ConntrackEntry  # a snapshot taken when the event was delivered
+    bits: frozenset[str] = frozenset()
+    with_state: bool = True  # UPDATE without PROTOINFO omits the TCP state
+    timeout: int | None = None  # remaining seconds (None: not printed, e.g. expired)
+    userspace_portid: int | None = None
+    cpu: int = 0
+
+
+@dataclass
+class CpuStats:
+    values: dict[str, int] = field(default_factory=lambda: {k: 0 for k in STAT_FIELDS})
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.values[name] += n
+
+
+def snapshot(entry: ConntrackEntry) -> ConntrackEntry:
+    snap = copy.copy(entry)
+    snap.proto_state = copy.deepcopy(entry.proto_state)
+    snap.counters = copy.deepcopy(entry.counters)
+    snap.ecache = set()
+    return snap
+
+
+class ConntrackTable:
+    def __init__(self, *, max_entries: int = 262144, buckets: int = 262144, ncpus: int = 2,
+                 hash_seed: int = 0) -> None:
+        self.max_entries = max_entries
+        self.buckets = buckets
+        self.hash_seed = hash_seed
+        # (zone, tuple) -> (entry, direction the tuple is)
+        self._hash: dict[tuple[int, ConnTuple], tuple[ConntrackEntry, Dir]] = {}
+        self._confirmed: dict[int, ConntrackEntry] = {}  # id -> entry, in insertion order
+        self.count = 0  # allocated entries, unconfirmed included (cnet->count)
+        self.stats = [CpuStats() for _ in range(ncpus)]
+        self.events: list[CtEvent] = []
+        # called with the entry when it leaves the table or an unconfirmed entry is freed
+        # (NAT removes its bysource link here: nf_conntrack_free -> remove_nat_bysrc)
+        self.free_hooks: list[Callable[[ConntrackEntry], None]] = []
+        self.gc_early_drop = False  # set when an allocation failed (conntrack_gc_work.early_drop)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def find(self, zone: int, tup: ConnTuple, now: float) -> tuple[ConntrackEntry, Dir] | None:
+        """__nf_conntrack_find_get: expired entries are destroyed on the way."""
+        hit = self._hash.get((zone, tup))
+        if hit is None:
+            return None
+        entry = hit[0]
+        if self.is_expired(entry, now):
+            self.destroy(entry, now, cpu=0)
+            return None
+        return hit
+
+    def peek(self, zone: int, tup: ConnTuple) -> tuple[ConntrackEntry, Dir] | None:
+        """Lookup without side effects (tests, renderers)."""
+        return self._hash.get((zone, tup))
+
+    @staticmethod
+    def is_expired(entry: ConntrackEntry, now: float) -> bool:
+        # nf_ct_is_expired: (s32)(ct->timeout - nfct_time_stamp) <= 0
+        return entry.confirmed and entry.timeout <= now
+
+    def bucket_of(self, zone: int, tup: ConnTuple) -> int:
+        """A stable stand-in for hash_conntrack_raw + reciprocal_scale: only its locality
+        matters (early_drop looks at 8 consecutive buckets)."""
+        return hash((self.hash_seed, zone, tup)) % self.buckets
+
+    def entries(self) -> list[ConntrackEntry]:
+        return list(self._confirmed.values())
+
+    def __len__(self) -> int:
+        return len(self._confirmed)
+
+    def __iter__(self) -> Iterator[ConntrackEntry]:
+        return iter(list(self._confirmed.values()))
+
+    # -- insertion -------------------------------------------------------------------------
+    def insert(self, entry: ConntrackEntry) -> None:
+        self._hash[(entry.zone, entry.orig_tuple)] = (entry, Dir.ORIGINAL)
+        self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
+        self._confirmed[entry.id] = entry
+
+    def insert_reply_only(self, entry: ConntrackEntry) -> None:
+        """nf_ct_resolve_clash_harder: the original direction is a fake (unhashed) node."""
+        self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
+        self._confirmed[entry.id] = entry
+
+    def clash(self, entry: ConntrackEntry) -> tuple[ConntrackEntry, Dir, Dir] | None:
+        """The first hashed tuple equal to one of `entry`'s: (winner, winner's dir, which of
+        our tuples clashed)."""
+        for d in (Dir.ORIGINAL, Dir.REPLY):
+            hit = self._hash.get((entry.zone, entry.tuple(d)))
+            if hit is not None:
+                return hit[0], hit[1], d
+        return None
+
+    # -- removal ---------------------------------------------------------------------------
+    def _unlink(self, entry: ConntrackEntry) -> bool:
+        if self._confirmed.pop(entry.id, None) is None:
+            return False
+        for d in (Dir.ORIGINAL, Dir.REPLY):
+            key = (entry.zone, entry.tuple(d))
+            hit = self._hash.get(key)
+            if hit is not None and hit[0] is entry:
+                del self._hash[key]
+        return True
+
+    def destroy(self, entry: ConntrackEntry, now: float, *, cpu: int = 0,
+                userspace_portid: int | None = None) -> bool:
+        """nf_ct_delete: unlink, mark DYING, emit DESTROY, free. Returns False if it was
+        already gone."""
+        if entry.status & Status.DYING:
+            return False
+        if not self._unlink(entry):
+            return False
+        remaining = entry.timeout - now
+        entry.status |= Status.DYING
+        # ctnetlink_dump_timeout(skip_zero=true): an expired entry prints no timeout
+        timeout = int(remaining) if remaining >= 1 else None
+        self.events.append(CtEvent(ConntrackEventType.DESTROY, now, snapshot(entry),
+                                   with_state=True, timeout=timeout,
+                                   userspace_portid=userspace_portid, cpu=cpu))
+        self.free(entry)
+        return True
+
+    def free(self, entry: ConntrackEntry) -> None:
+        """nf_conntrack_free: the allocation goes away (confirmed or not)."""
+        entry.status |= Status.DYING
+        self.count = max(0, self.count - 1)
+        for hook in self.free_hooks:
+            hook(entry)
+
+    def expire(self, now: float) -> list[ConntrackEntry]:
+        """The GC step: destroy every entry whose timeout has passed, oldest first."""
+        expired = [e for e in self._confirmed.values() if e.timeout <= now]
+        expired.sort(key=lambda e: (e.timeout, e.id))
+        for e in expired:
+            self._unlink(e)
+            e.status |= Status.DYING
+            self.events.append(CtEvent(ConntrackEventType.DESTROY, e.timeout, snapshot(e),
+                                       with_state=True, timeout=None, cpu=0))
+            self.free(e)
+        return expired
+
+    def next_expiry(self) -> float | None:
+        if not self._confirmed:
+            return None
+        return min(e.timeout for e in self._confirmed.values())
+
+    def flush(self, now: float, portid: int = 0) -> int:
+        n = 0
+        for e in list(self._confirmed.values()):
+            if self.destroy(e, now, userspace_portid=portid):
+                n += 1
+        return n
+
+    # -- stats -----------------------------------------------------------------------------
+    def stat(self, cpu: int, name: str, n: int = 1) -> None:
+        self.stats[cpu % len(self.stats)].inc(name, n)
+
+    def stats_total(self) -> dict[str, int]:
+        return {k: sum(s.values[k] for s in self.stats) for k in STAT_FIELDS}
+
+    def early_drop(self, zone: int, tup: ConnTuple, now: float, cpu: int) -> bool:
+        """early_drop(): scan 8 buckets from the new tuple's bucket and delete the
+        non-ASSURED entries of the first bucket that has any."""
+        start = self.bucket_of(zone, tup)
+        wanted = {(start + i) % self.buckets: i for i in range(NF_CT_EVICTION_RANGE)}
+        by_bucket: dict[int, list[ConntrackEntry]] = {}
+        for (z, t), (e, _d) in self._hash.items():
+            b = self.bucket_of(z, t)
+            if b in wanted:
+                by_bucket.setdefault(wanted[b], []).append(e)
+        for i in range(NF_CT_EVICTION_RANGE):
+            drops = 0
+            for e in by_bucket.get(i, []):
+                if self.is_expired(e, now):
+                    self.destroy(e, now, cpu=cpu)
+                    continue
+                if e.status & (Status.ASSURED | Status.DYING) or not e.confirmed:
+                    continue
+                if self.destroy(e, now, cpu=cpu):
+                    drops += 1
+            if drops:
+                self.stat(cpu, "early_drop", drops)
+                return True
+        return False
