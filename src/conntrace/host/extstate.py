@@ -24,6 +24,8 @@ class ExtState:
     nfacct: dict[str, NfacctCounter] = field(default_factory=dict)
     # hashlimit tables by (family, --hashlimit-name): shared by every rule naming them
     hashlimit: dict[Any, Any] = field(default_factory=dict)
+    # ICMP error rate limiting (inet_peer tokens, global credit): targets/icmp_send.py
+    icmp_rate: Any = None
     _rule_state: dict[tuple[int, int], tuple[Any, Any, Any]] = field(default_factory=dict)
 
     def rule_state(self, rule: Any, ext: Any, factory: Callable[[], Any]) -> Any:

@@ -43,6 +43,14 @@ DEFAULT_SYSCTLS: dict[str, int | str] = {
     "net.netfilter.nf_conntrack_icmpv6_timeout": 30,
     "net.netfilter.nf_conntrack_generic_timeout": 600,
     "net.netfilter.nf_log_all_netns": 0,
+    # REJECT / icmp_send (net/ipv4/icmp.c, nf_reject_ipv4.c); defaults read on 6.18
+    "net.ipv4.ip_default_ttl": 64,
+    "net.ipv4.fwmark_reflect": 0,
+    "net.ipv4.icmp_errors_use_inbound_ifaddr": 0,
+    "net.ipv4.icmp_ratelimit": 1000,
+    "net.ipv4.icmp_ratemask": 6168,
+    "net.ipv4.icmp_msgs_per_sec": 1000,
+    "net.ipv4.icmp_msgs_burst": 50,
 }
 
 # Per-interface keys are accepted with any interface name in place of "all"/"default".
