@@ -71,6 +71,8 @@ class HostOutcome:
     # interface -> capture file written during the run (tcpdump / our pcap writer)
     captures: dict[str, str] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    # the kernel's own rule trace (`xtables-monitor --trace`) or the model's trace, as text
+    trace_lines: list[str] = field(default_factory=list)
 
 
 @dataclass
