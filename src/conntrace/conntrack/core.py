@@ -61,6 +61,14 @@ def ctstate_name(pkt: Packet) -> str:
     return str(s)
 
 
+def nf_conntrack_attach(reply: Packet, ct: ConntrackEntry, ctinfo) -> None:
+    """The REJECT reply carries the triggering packet's entry, in the other direction,
+    as RELATED (nf_conntrack_attach in nf_conntrack_core.c)."""
+    info = CtInfo(ctinfo)
+    reply.meta.ct = ct
+    reply.meta.ctinfo = CtInfo.RELATED_REPLY if info.direction is Dir.ORIGINAL else CtInfo.RELATED
+
+
 def _generic_allows_clash(proto: int) -> bool:
     return proto in ALLOW_CLASH or proto not in (6, 132, 33, 1, 58)
 

@@ -86,6 +86,8 @@ class Host:
         # switched off until something needs it (nf_ct_netns_get is per netns).
         self.conntrack: Any = None
         self.conntrack_enabled = False
+        # The packet path (netfilter.stack.NetfilterStack), attached by netfilter.stack.attach
+        self.stack: Any = None
         # Free-form notes on assumptions the model made for this host (printed by `trace`).
         self.assumptions: list[str] = []
 

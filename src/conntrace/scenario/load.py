@@ -311,3 +311,19 @@ def _iface_ref(n: Node, sc: Scenario, host: str) -> str:
     if not any(i.name == name for i in sc.hosts[host].interfaces) and name != "lo":
         raise n.error(f"host '{host}' has no interface '{name}'")
     return name
+
+
+def load_host_file(path: str | Path) -> HostSpec:
+    """A host description on its own (`conntrace trace --host FILE`): the keys of a scenario
+    host entry, plus an optional `name`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read host file: {getattr(e, 'strerror', None) or e}", str(path)) from None
+    root = load_yaml(text, str(path))
+    root.check_keys(HOST_KEYS | {"name"})
+    name = root.get("name").as_str() if root.get("name") else "host"
+    m = dict(root.as_map())
+    m.pop("name", None)
+    return _host(name, Node(m, root.file, root.line, ""), p.parent)
