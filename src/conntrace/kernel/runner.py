@@ -1,0 +1,569 @@
+"""Run a scenario on the real kernel: namespaces, rules, agents, timeline, collection.
+
+`run_on_kernel(scenario, workdir=...)` builds the topology of `topology.plan_topology`,
+loads rules and ipsets, starts one agent per host, drives the timeline at real time =
+virtual time from a common start, collects what the kernel did into a `RunOutcome`, and
+deletes everything it created, whatever happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from ..host.sysctl import DEFAULT_SYSCTLS
+from ..packetspec import parse_packet_spec
+from ..scenario.model import Scenario, Step
+from ..scenario.outcome import HostOutcome, RunOutcome, ServerSaw, StepOutcome
+from .agentproc import Agent
+from .collect import (TRACE_COMMENT, clean_event_line, parse_ct_list, parse_save_counters,
+                      save_tables, sum_ct_stats)
+from .procs import HarnessError, ProcessTable, cleanup_stale, new_run_id, run_cmd, wait_until
+from .topology import Plan, plan_topology
+
+SETTLE = 0.5  # seconds after the last step before the tables are read (packets in flight)
+OBSERVER_START = 0.3  # conntrack -E / xtables-monitor have no "ready" line: give them this
+ATTRIBUTION_SLACK = 0.3  # a server sighting this long after a step ended still belongs to it
+AGENT_ECHO_WAIT = 1.0  # agent.ECHO_WAIT
+AGENT_REPLY_WAIT = 1.0  # agent.REPLY_WAIT
+
+# Sysctls whose value a child namespace inherits from the machine rather than from the
+# kernel's defaults; they cannot be set inside a namespace (reference §6).
+_GLOBAL_SYSCTLS = {"net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_buckets",
+                   "net.netfilter.nf_log_all_netns"}
+
+
+def run_on_kernel(scenario: Scenario, *, workdir: Path, trace: bool = False, capture: bool = True,
+                  timeout: float | None = None) -> RunOutcome:
+    """Run `scenario` in fresh network namespaces and return what the kernel did."""
+    return KernelRun(scenario, workdir=Path(workdir), trace=trace, capture=capture,
+                     timeout=timeout).run()
+
+
+def check_requirements(need: tuple[str, ...] = ()) -> None:
+    """Raise HarnessError unless we are root with `ip netns` and the tools in `need`."""
+    import os
+
+    if os.geteuid() != 0:
+        raise HarnessError("the kernel harness needs root (network namespaces, iptables)")
+    for tool in ("ip", "setpriv", "iptables-restore", "iptables-save", "conntrack") + need:
+        if shutil.which(tool) is None:
+            raise HarnessError(f"{tool} is not installed (needed by the kernel harness)")
+    run_cmd(["ip", "netns", "list"], what="ip netns", timeout=10)
+
+
+def syn_timeout(retries: int) -> float:
+    """Upper bound of connect()'s SYN phase: initial RTO 1 s doubling, `retries` resends."""
+    return float(2 ** (retries + 1) - 1)
+
+
+@dataclass
+class _Pending:
+    index: int
+    step: Step
+    agent: Agent
+    rid: int
+    t_sent: float
+
+
+@dataclass
+class _Prepared:
+    """What a step needs at run time, computed (and validated) before anything is created."""
+
+    op: str | None = None  # agent op
+    ns: str | None = None  # namespace whose agent performs it
+    args: dict = field(default_factory=dict)
+    max_duration: float = 1.0
+
+
+class KernelRun:
+    def __init__(self, scenario: Scenario, *, workdir: Path, trace: bool = False,
+                 capture: bool = True, timeout: float | None = None):
+        self.sc = scenario
+        self.workdir = workdir
+        self.trace = trace
+        self.capture = capture
+        self.timeout = timeout
+        self.notes: list[str] = []
+        self.run_id: str | None = None
+        self.plan: Plan | None = None
+        self.procs: ProcessTable | None = None
+        self.agents: dict[str, Agent] = {}  # by namespace
+        self.created_ns: list[str] = []
+        self.observers: dict[str, list[tuple[str, object, Path]]] = {}  # host -> [(kind, proc, file)]
+        self.user_tables: dict[str, set[str]] = {h: set() for h in scenario.hosts}
+        self.prepared: list[_Prepared] = []
+        self.deadline = 0.0
+        self.t0 = 0.0
+        self._windows: dict[int, tuple[float, float]] = {}  # step -> agent's (start, end)
+
+    # ------------------------------------------------------------ top level
+
+    def run(self) -> RunOutcome:
+        need = (("tcpdump",) if self.capture else ()) + (("xtables-monitor",) if self.trace else ())
+        if any(h.ipsets for h in self.sc.hosts.values()):
+            need += ("ipset",)
+        check_requirements(need)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.prepared = [self._prepare(i, s) for i, s in enumerate(self.sc.steps)]
+        self.deadline = time.monotonic() + (self.timeout or self._default_timeout())
+        cleanup_stale()
+        self.run_id = new_run_id()
+        self.procs = ProcessTable(self.run_id)
+        try:
+            self.plan = plan_topology(self.sc, self.run_id)
+            self._create()
+            self._start_agents()
+            self._sysctls()
+            for cmd in self.plan.routes:
+                run_cmd(list(cmd.argv), what=cmd.what)
+            self._ipsets_and_rules()
+            self._listeners()
+            self._start_observers()
+            outcome = self._drive()
+            self._collect(outcome)
+            outcome.notes = self.notes + outcome.notes
+            return outcome
+        finally:
+            self._teardown()
+
+    def _default_timeout(self) -> float:
+        end = max([s.at + p.max_duration for s, p in zip(self.sc.steps, self.prepared)] + [0.0])
+        end = max(end, self.sc.run_until or 0.0)
+        return 60.0 + end * 1.5
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise HarnessError(f"kernel run of '{self.sc.name}' exceeded its time limit")
+        return left
+
+    def ns(self, host: str) -> str:
+        return self.plan.host_ns[host]
+
+    def _exec(self, host: str, argv: list[str], what: str, input: str | None = None,
+              check: bool = True, timeout: float = 15.0):
+        return run_cmd(["ip", "netns", "exec", self.ns(host)] + argv, input=input, what=what,
+                       check=check, timeout=min(timeout, max(self._left(), 1.0)))
+
+    # ------------------------------------------------------------ preparation (no side effects)
+
+    def _prepare(self, index: int, s: Step) -> _Prepared:
+        a = s.args
+        where = f"{s.where}: " if s.where else ""
+        if s.kind in ("tcp_connect", "udp", "ping"):
+            args = {"dst": str(a["dst"])}
+            if a.get("dport") is not None:
+                args["dport"] = a["dport"]
+            for k in ("sport", "uid", "gid", "payload", "count", "interval", "icmp_id",
+                      "hold", "close", "syn_retries"):
+                if a.get(k) is not None:
+                    args[k] = a[k]
+            if a.get("src") is not None:
+                args["src"] = str(a["src"])
+            if s.kind == "tcp_connect":
+                retries = a.get("syn_retries")
+                if retries is None:
+                    retries = int(self.sc.hosts[s.host].sysctls.get(
+                        "net.ipv4.tcp_syn_retries", DEFAULT_SYSCTLS["net.ipv4.tcp_syn_retries"]))
+                args["connect_cap"] = syn_timeout(retries) + 5.0
+                dur = args["connect_cap"] + AGENT_ECHO_WAIT + a.get("hold", 0.0)
+            else:
+                dur = (a.get("count", 1) - 1) * a.get("interval", 1.0) + AGENT_REPLY_WAIT
+            return _Prepared(s.kind, None, args, dur + 2.0)
+        if s.kind == "packet":
+            return self._prepare_packet(s, where)
+        if s.kind == "replay":
+            return self._prepare_replay(s, where)
+        return _Prepared(max_duration=15.0)
+
+    def _prepare_packet(self, s: Step, where: str) -> _Prepared:
+        from ..wire import encode_ether, encode_ip
+
+        spec = parse_packet_spec(s.args["spec"], where.rstrip(": ") or "packet")
+        pkt = spec.packet
+        try:
+            data = encode_ip(pkt)
+        except InputError as e:
+            raise InputError(f"{where}cannot build packet '{s.args['spec']}': {e.message}") from None
+        if s.args["mode"] == "send":
+            args = {"data": data.hex(), "dst": str(pkt.dst)}
+            if pkt.meta.sock_uid is not None:
+                args["uid"] = pkt.meta.sock_uid
+            if pkt.meta.sock_gid is not None:
+                args["gid"] = pkt.meta.sock_gid
+            if pkt.meta.mark:
+                args["mark"] = pkt.meta.mark
+            if spec.out_iface:
+                args["oif"] = spec.out_iface
+            return _Prepared("send_ip", None, args, 3.0)
+        iface = s.args["in"]
+        if pkt.meta.mark:
+            self.notes.append(f"{where}mark= is not applied on the kernel to a packet arriving "
+                              f"on {s.host}:{iface} (a received frame has no mark)")
+        return _Prepared("inject", None, {"iface": iface, "packet": pkt}, 3.0)
+
+    def _prepare_replay(self, s: Step, where: str) -> _Prepared:
+        from ..observe.pcap import read_capture
+
+        caps = read_capture(s.args["file"])
+        frames = []
+        t0 = None
+        for cp in caps:
+            raw = _to_ether_payload(cp)
+            if raw is None:
+                self.notes.append(f"{where}replay: frame {cp.index} skipped (link type "
+                                  f"{cp.linktype} not replayable)")
+                continue
+            ts = cp.ts if cp.ts is not None else 0.0
+            t0 = ts if t0 is None else t0
+            frames.append((max(0.0, ts - t0), raw))
+        dur = (frames[-1][0] if frames else 0.0) + 3.0
+        return _Prepared("inject", None, {"iface": s.args["in"], "raw_frames": frames}, dur)
+
+    # ------------------------------------------------------------ setup
+
+    def _create(self) -> None:
+        for cmd in self.plan.create:
+            self._left()
+            run_cmd(list(cmd.argv), what=cmd.what)
+            if cmd.argv[:3] == ("ip", "netns", "add"):
+                self.created_ns.append(cmd.argv[3])
+
+    def _agent_namespaces(self) -> list[str]:
+        want = list(self.plan.host_ns.values())
+        for s in self.sc.steps:
+            if s.kind in ("packet", "replay") and s.args.get("mode", "inject") == "inject":
+                ns = self._inject_source(s.host, s.args["in"])[0]
+                if ns not in want:
+                    want.append(ns)
+        return want
+
+    def _inject_source(self, host: str, iface: str) -> tuple[str, str, str, str]:
+        """(namespace, device, source MAC, destination MAC) to make a frame arrive on host:iface."""
+        if iface == "lo":
+            return self.ns(host), "lo", "00:00:00:00:00:00", "00:00:00:00:00:00"
+        peer = self.plan.peer_end[(host, iface)]
+        return peer.ns, peer.ifname, peer.mac, self.plan.iface_mac[(host, iface)]
+
+    def _start_agents(self) -> None:
+        labels = {ns: h for h, ns in self.plan.host_ns.items()}
+        for ns in self._agent_namespaces():
+            self.agents[ns] = Agent(ns, self.procs, labels.get(ns, ns))
+        for ns, agent in self.agents.items():
+            r = agent.call("hello", timeout=min(15.0, self._left()))
+            if not r.get("ok"):
+                raise HarnessError(f"agent in {ns} failed to start: {r.get('error')}")
+
+    def _agent(self, host: str) -> Agent:
+        return self.agents[self.ns(host)]
+
+    def _sysctls(self) -> None:
+        keys = [k for k in DEFAULT_SYSCTLS if k not in _GLOBAL_SYSCTLS]
+        for name, h in self.sc.hosts.items():
+            agent = self._agent(name)
+            current = agent.call("sysctl_get", keys=keys)["values"]
+            # Make the namespace start from the defaults the model assumes.
+            for k in keys:
+                want = " ".join(str(DEFAULT_SYSCTLS[k]).split())
+                if current.get(k) is not None and current[k] != want and k not in h.sysctls:
+                    r = agent.call("sysctl_set", key=k, value=DEFAULT_SYSCTLS[k])
+                    if not r.get("ok"):
+                        self.notes.append(f"{name}: {k} is {current[k]} in a new namespace, "
+                                          f"the model assumes {want}: {r.get('error')}")
+            for k, v in h.sysctls.items():
+                if k in _GLOBAL_SYSCTLS:
+                    raise HarnessError(f"{name}: sysctl {k} is global, not per namespace; the "
+                                       "harness does not change the root namespace")
+                r = agent.call("sysctl_set", key=k, value=v)
+                if not r.get("ok"):
+                    raise HarnessError(f"{name}: {r.get('error')}")
+
+    def _ipsets_and_rules(self) -> None:
+        for name, h in self.sc.hosts.items():
+            if h.ipsets:
+                self._exec(name, ["ipset", "restore"], f"{name}: ipset restore", input=h.ipsets)
+            if h.rules:
+                self._exec(name, ["iptables-restore"], f"{name}: iptables-restore of "
+                           f"{h.rules_origin or 'rules'}", input=_restore_text(h.rules))
+                self.user_tables[name] |= save_tables(h.rules)
+            if self.trace:
+                self._ensure_trace_rules(name)
+            if h.rules and any(t in h.rules for t in ("-j LOG", "-j NFLOG", "-j ULOG")):
+                self.notes.append(f"{name}: LOG lines are not collected on the kernel (a child "
+                                  "namespace logs only with nf_log_all_netns=1 in the root "
+                                  "namespace, which the harness never changes)")
+
+    def _ensure_trace_rules(self, host: str) -> None:
+        for chain in ("PREROUTING", "OUTPUT"):
+            rule = [chain, "-m", "comment", "--comment", TRACE_COMMENT, "-j", "TRACE"]
+            cp = self._exec(host, ["iptables", "-t", "raw", "-C"] + rule, "trace check", check=False)
+            if cp.returncode != 0:
+                self._exec(host, ["iptables", "-t", "raw", "-I", chain, "1"] + rule[1:],
+                           f"{host}: adding the TRACE rule to raw {chain}")
+
+    def _listeners(self) -> None:
+        for name, h in self.sc.hosts.items():
+            has_v6 = any(a.version == 6 for i in h.interfaces for a in i.addresses)
+            for ln in h.listeners:
+                fams = [ln.addr.version] if ln.addr is not None else ([4, 6] if has_v6 else [4])
+                for fam in fams:
+                    r = self._agent(name).call(
+                        "listen", proto=ln.proto, port=ln.port,
+                        addr=str(ln.addr) if ln.addr is not None else None, uid=ln.uid,
+                        gid=ln.gid, echo=ln.echo, transparent=ln.transparent, family=fam)
+                    if not r.get("ok"):
+                        where = f" ({ln.where})" if ln.where else ""
+                        raise HarnessError(f"{name}: cannot listen on {ln.proto} port {ln.port}"
+                                           f"{where}: {r.get('error')}")
+
+    def _start_observers(self) -> None:
+        for name, h in self.sc.hosts.items():
+            obs = self.observers.setdefault(name, [])
+            ev_file = self.workdir / f"{name}.conntrack-events"
+            obs.append(("events", self._spawn_to_file(name, ["conntrack", "-E"], ev_file,
+                                                      "conntrack -E"), ev_file))
+            if self.trace:
+                tr_file = self.workdir / f"{name}.trace"
+                obs.append(("trace", self._spawn_to_file(name, ["xtables-monitor", "--trace"],
+                                                         tr_file, "xtables-monitor"), tr_file))
+            if self.capture:
+                for i in h.interfaces:
+                    pcap = self.workdir / f"{name}-{i.name}.pcap"
+                    err = self.workdir / f"{name}-{i.name}.tcpdump.log"
+                    with open(err, "wb") as ef:
+                        p = self.procs.spawn(["ip", "netns", "exec", self.ns(name), "tcpdump",
+                                              "-i", i.name, "-p", "-n", "-U", "-s", "0", "-w",
+                                              str(pcap)], label=f"tcpdump {name}:{i.name}",
+                                             stdout=subprocess.DEVNULL, stderr=ef)
+                    obs.append((f"capture:{i.name}", p, pcap))
+                    if not wait_until(lambda: b"listening on" in _read(err) or p.poll() is not None,
+                                      min(10.0, self._left())) or p.poll() is not None:
+                        raise HarnessError(f"tcpdump on {name}:{i.name} did not start: "
+                                           f"{_read(err).decode(errors='replace').strip()[-200:]}")
+        time.sleep(OBSERVER_START)
+
+    def _spawn_to_file(self, host: str, argv: list[str], path: Path, label: str):
+        with open(path, "wb") as f:
+            return self.procs.spawn(["ip", "netns", "exec", self.ns(host)] + argv,
+                                    label=f"{label} {host}", stdout=f,
+                                    stderr=subprocess.DEVNULL)
+
+    # ------------------------------------------------------------ the timeline
+
+    def _drive(self) -> RunOutcome:
+        out = RunOutcome(scenario=self.sc.name, source="kernel")
+        out.steps = [StepOutcome(index=i, kind=s.kind, host=s.host, result="pending")
+                     for i, s in enumerate(self.sc.steps)]
+        pending: list[_Pending] = []
+        self.t0 = time.monotonic() + 0.05
+        for i, (s, prep) in enumerate(zip(self.sc.steps, self.prepared)):
+            delay = self.t0 + s.at - time.monotonic()
+            if delay > 0:
+                if delay > self._left():
+                    raise HarnessError(f"step {i} at {s.at} s lies beyond the time limit")
+                time.sleep(delay)
+            if prep.op is not None:
+                agent, args = self._op_target(s, prep)
+                rid = agent.send(prep.op, **args)
+                pending.append(_Pending(i, s, agent, rid, time.monotonic()))
+            else:
+                out.steps[i] = self._admin_step(i, s)
+        for p in pending:
+            left = max(0.0, p.t_sent + self.prepared[p.index].max_duration - time.monotonic())
+            reply = p.agent.wait(p.rid, min(left, self._left()))
+            if reply is None:
+                raise HarnessError(f"step {p.index} ({p.step.kind}) got no answer from the "
+                                   f"agent of {p.agent.label} in time")
+            out.steps[p.index] = self._step_outcome(p.index, p.step, reply)
+        if self.sc.run_until is not None:
+            delay = self.t0 + self.sc.run_until - time.monotonic()
+            if delay > 0:
+                time.sleep(min(delay, self._left()))
+        time.sleep(SETTLE)
+        out.elapsed = round(time.monotonic() - self.t0, 3)
+        return out
+
+    def _op_target(self, s: Step, prep: _Prepared) -> tuple[Agent, dict]:
+        if prep.op != "inject":
+            return self._agent(s.host), prep.args
+        ns, dev, src_mac, dst_mac = self._inject_source(s.host, prep.args["iface"])
+        if "packet" in prep.args:
+            from ..wire import encode_ether
+
+            pkt = prep.args["packet"]
+            frame = encode_ether(pkt, pkt.meta.src_mac or src_mac, dst_mac)
+            frames = [(0.0, frame.hex())]
+        else:
+            frames = [(t, _retarget(raw, dst_mac).hex()) for t, raw in prep.args["raw_frames"]]
+        return self.agents[ns], {"iface": dev, "frames": frames}
+
+    def _admin_step(self, i: int, s: Step) -> StepOutcome:
+        so = StepOutcome(index=i, kind=s.kind, host=s.host, result="done")
+        try:
+            if s.kind == "conntrack_flush":
+                self._exec(s.host, ["conntrack", "-F"], f"{s.host}: conntrack -F")
+            elif s.kind == "rules":
+                argv = ["iptables-restore"] + (["--noflush"] if s.args.get("noflush") else [])
+                self._exec(s.host, argv, f"{s.host}: iptables-restore of {s.args.get('origin')}",
+                           input=_restore_text(s.args["rules"]))
+                self.user_tables[s.host] |= save_tables(s.args["rules"])
+                if self.trace:
+                    self._ensure_trace_rules(s.host)
+            elif s.kind == "sysctl":
+                for k, v in s.args["set"].items():
+                    if k in _GLOBAL_SYSCTLS:
+                        raise HarnessError(f"sysctl {k} is global, not per namespace")
+                    r = self._agent(s.host).call("sysctl_set", key=k, value=v)
+                    if not r.get("ok"):
+                        raise HarnessError(r.get("error"))
+        except HarnessError as e:
+            so.result, so.detail = "error", str(e)
+        return so
+
+    def _step_outcome(self, i: int, s: Step, reply: dict) -> StepOutcome:
+        so = StepOutcome(index=i, kind=s.kind, host=s.host, result=reply.get("result", "error"),
+                         replies=reply.get("replies", 0), sent=reply.get("sent", 0),
+                         local_addr=reply.get("local_addr"), local_port=reply.get("local_port"),
+                         detail=reply.get("detail", "") or "")
+        if not reply.get("ok"):
+            so.result, so.detail = "error", reply.get("error", "agent error")
+        self._windows[i] = (reply.get("t_start", 0.0), reply.get("t_end", 0.0))
+        return so
+
+    # ------------------------------------------------------------ collection
+
+    def _collect(self, out: RunOutcome) -> None:
+        for name in self.sc.hosts:
+            ho = HostOutcome()
+            cp = self._exec(name, ["conntrack", "-L", "-o", "extended"], f"{name}: conntrack -L")
+            ho.conntrack = parse_ct_list(cp.stdout)
+            cp = self._exec(name, ["conntrack", "-S"], f"{name}: conntrack -S")
+            ho.ct_stats = sum_ct_stats(cp.stdout)
+            cp = self._exec(name, ["iptables-save", "-c"], f"{name}: iptables-save -c")
+            ho.counters = parse_save_counters(cp.stdout)
+            if self.trace and "raw" not in self.user_tables[name]:
+                ho.counters = {k: v for k, v in ho.counters.items() if not k.startswith("raw/")}
+            out.hosts[name] = ho
+        sightings = {name: self._agent(name).call("seen")["seen"] for name in self.sc.hosts}
+        self._attribute(out, sightings)
+        self._stop_observers(out)
+
+    def _stop_observers(self, out: RunOutcome) -> None:
+        for name, obs in self.observers.items():
+            ho = out.hosts[name]
+            for kind, proc, path in obs:
+                self.procs.stop(proc, sig=signal.SIGINT, timeout=3.0)
+                if kind == "events":
+                    ho.events = [l for l in (clean_event_line(x) for x in _lines(path)) if l]
+                elif kind == "trace":
+                    ho.trace_lines = [x.rstrip() for x in _lines(path) if x.strip()]
+                else:
+                    ho.captures[kind.split(":", 1)[1]] = str(path)
+
+    def _attribute(self, out: RunOutcome, sightings: dict[str, list[dict]]) -> None:
+        """Give each connection/datagram a server saw to the client step that caused it."""
+        windows = self._windows
+        for host, seen in sightings.items():
+            for ev in seen:
+                best, best_score = None, -1
+                for i, s in enumerate(self.sc.steps):
+                    if i not in windows or not _proto_fits(s, ev["proto"]):
+                        continue
+                    t0, t1 = windows[i]
+                    if not (t0 - 0.05 <= ev["t"] <= t1 + ATTRIBUTION_SLACK):
+                        continue
+                    so = out.steps[i]
+                    score = 0
+                    if so.local_port is not None and so.local_port == ev["peer_port"]:
+                        score += 2
+                        if so.local_addr == ev["peer_addr"]:
+                            score += 1
+                    if best is None or score > best_score:
+                        best, best_score = i, score
+                saw = ServerSaw(host=host, proto=ev["proto"], local_addr=ev["local_addr"],
+                                local_port=ev["local_port"], peer_addr=ev["peer_addr"],
+                                peer_port=ev["peer_port"])
+                if best is None:
+                    out.notes.append(f"{host} saw a {ev['proto']} peer {ev['peer_addr']}:"
+                                     f"{ev['peer_port']} no step accounts for")
+                else:
+                    out.steps[best].server_saw.append(saw)
+
+    # ------------------------------------------------------------ teardown
+
+    def _teardown(self) -> None:
+        for agent in list(self.agents.values()):
+            try:
+                agent.quit(timeout=2.0)
+            except Exception:  # teardown must go on
+                pass
+        if self.procs is not None:
+            self.procs.stop_all()
+        for ns in reversed(self.created_ns):
+            run_cmd(["ip", "netns", "delete", ns], what=f"deleting {ns}", check=False, timeout=15)
+        if self.procs is not None:
+            self.procs.close()
+
+
+def _restore_text(rules: str) -> str:
+    return rules if rules.endswith("\n") else rules + "\n"
+
+
+def _proto_fits(s: Step, proto: str) -> bool:
+    if s.kind == "tcp_connect":
+        return proto == "tcp"
+    if s.kind == "udp":
+        return proto == "udp"
+    if s.kind in ("packet", "replay"):
+        return True
+    return False
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _lines(path: Path) -> list[str]:
+    return _read(path).decode(errors="replace").splitlines()
+
+
+def _to_ether_payload(cp) -> bytes | None:
+    """A captured frame as an Ethernet frame (dst MAC fixed later), or None."""
+    from ..observe.pcap import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
+                                LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW)
+
+    data = cp.data
+    if cp.linktype == LINKTYPE_ETHERNET:
+        return data if len(data) >= 14 else None
+    if cp.linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        ip = data
+    elif cp.linktype == LINKTYPE_LINUX_SLL and len(data) > 16:
+        ip = data[16:]
+    elif cp.linktype == LINKTYPE_LINUX_SLL2 and len(data) > 20:
+        ip = data[20:]
+    else:
+        return None
+    if not ip:
+        return None
+    etype = 0x86DD if ip[0] >> 4 == 6 else 0x0800
+    src = bytes(6)
+    if cp.cooked is not None and len(cp.cooked.addr.replace(":", "")) == 12:
+        src = bytes.fromhex(cp.cooked.addr.replace(":", ""))
+    return bytes(6) + src + struct.pack("!H", etype) + ip
+
+
+def _retarget(frame: bytes, dst_mac: str) -> bytes:
+    """Unicast frames get the receiving interface's MAC, so the host takes them as its own."""
+    if frame[0] & 1:  # group address: broadcast/multicast kept
+        return frame
+    return bytes.fromhex(dst_mac.replace(":", "")) + frame[6:]
