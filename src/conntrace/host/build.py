@@ -39,7 +39,7 @@ def build_host(spec: HostSpec, seed: int = 0, ncpus: int = 2) -> Host:
     for ls in spec.listeners:
         host.sockets.add(Socket(proto=6 if ls.proto == "tcp" else 17, addr=ls.addr,
                                 port=ls.port, uid=ls.uid, gid=ls.gid,
-                                transparent=ls.transparent, name=f"{ls.proto}/{ls.port}"))
+                                transparent=ls.transparent, echo=ls.echo, name=f"{ls.proto}/{ls.port}"))
     attach(host, ncpus)
     return host
 

@@ -28,6 +28,7 @@ class Socket:
     supplementary_gids: tuple[int, ...] = ()
     listening: bool = True
     transparent: bool = False  # IP_TRANSPARENT (needed for TPROXY to non-local addresses)
+    echo: bool = True  # scenario servers echo what they receive
     # connected sockets: the peer
     peer_addr: IPAddress | None = None
     peer_port: int | None = None

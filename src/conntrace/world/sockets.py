@@ -1,0 +1,412 @@
+"""Endpoints that behave like Linux sockets, as far as netfilter can see.
+
+TCP: listeners answer SYN with SYN/ACK and complete the handshake; a closed port answers RST
+(tcp_v4_send_reset); connect() retransmits an unanswered SYN after 1, 2, 4 ... s
+(TCP_TIMEOUT_INIT, doubled, net.ipv4.tcp_syn_retries); the active closer keeps TIME_WAIT
+for 60 s (TCP_TIMEWAIT_LEN). UDP: a bound socket receives, an echo server answers, a closed
+port answers ICMP port unreachable (__udp4_lib_rcv). ICMP: echo requests get echo replies
+(icmp_echo). Segments look like Linux's: a SYN carries MSS/SACK/TS/wscale options (60 bytes),
+later segments carry timestamps (52 bytes), windows are 64240/65160 then scaled.
+
+The socket layer never sees netfilter: it receives the packets the host delivered and sends
+packets through the host's OUTPUT path (World.local_send).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from ..packet import (LINUX_ACK_OPTIONS, LINUX_SYN_OPTIONS, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST,
+                      TCP_SYN, IcmpHeader, IPAddress, Packet, SkbMeta, TcpHeader, UdpHeader)
+
+if TYPE_CHECKING:
+    from .world import World
+
+TCP_TIMEOUT_INIT = 1.0  # include/net/tcp.h
+TCP_TIMEWAIT_LEN = 60.0
+SYNACK_OPTIONS = LINUX_SYN_OPTIONS
+MAX_SEQ = 1 << 32
+
+
+@dataclass
+class StepState:
+    """What a client action learned so far (becomes a StepOutcome)."""
+
+    index: int
+    kind: str
+    host: str
+    result: str = "pending"
+    replies: int = 0
+    sent: int = 0
+    local_addr: str | None = None
+    local_port: int | None = None
+    detail: str = ""
+    server_saw: list = field(default_factory=list)
+
+
+@dataclass
+class TcpConn:
+    host: str
+    laddr: IPAddress
+    lport: int
+    raddr: IPAddress
+    rport: int
+    state: str  # SYN_SENT SYN_RECV ESTABLISHED FIN_WAIT1 FIN_WAIT2 CLOSE_WAIT LAST_ACK TIME_WAIT CLOSED
+    iss: int
+    snd_nxt: int
+    rcv_nxt: int = 0
+    uid: int = 0
+    gid: int = 0
+    server: bool = False
+    echo: bool = False
+    step: StepState | None = None
+    # client plan
+    payload: int = 0
+    close: str = "fin"
+    hold: float = 0.0
+    syn_retries: int = 6
+    syn_sent: int = 0
+    echoed: int = 0
+    listener_name: str = ""
+
+    def key(self) -> tuple:
+        return (self.laddr, self.lport, self.raddr, self.rport)
+
+
+class SocketLayer:
+    """All sockets of one host."""
+
+    def __init__(self, world: "World", host_name: str) -> None:
+        self.world = world
+        self.host_name = host_name
+        self.tcp: dict[tuple, TcpConn] = {}
+        self.udp_clients: dict[tuple, StepState] = {}  # (laddr, lport) -> step
+        self.ping_clients: dict[int, StepState] = {}  # icmp id -> step
+
+    @property
+    def host(self):
+        return self.world.hosts[self.host_name]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _tcp_packet(self, c: TcpConn, flags: int, seq: int, ack: int, payload: int = 0,
+                    options: bytes | None = None, window: int | None = None) -> Packet:
+        if options is None:
+            options = SYNACK_OPTIONS if flags & TCP_SYN else LINUX_ACK_OPTIONS
+        if window is None:
+            window = (65160 if c.server else 64240) if flags & TCP_SYN else 502
+        if flags & TCP_RST:
+            options, window = b"", 0
+        tcp = TcpHeader(sport=c.lport, dport=c.rport, flags=flags, seq=seq % MAX_SEQ,
+                        ack_seq=ack % MAX_SEQ if flags & TCP_ACK else 0, window=window,
+                        options=options)
+        meta = SkbMeta(sock_uid=c.uid, sock_gid=c.gid)
+        return Packet(src=c.laddr, dst=c.raddr, proto=6, l4=tcp, payload_len=payload,
+                      ip_id=self.world.next_ip_id(), df=True, meta=meta)
+
+    def _send(self, pkt: Packet, label: str) -> None:
+        pkt.label = label
+        self.world.local_send(self.host_name, pkt)
+
+    def ephemeral_port(self, proto: int, dst: IPAddress, dport: int) -> int:
+        lo, hi = self.host.sysctls.port_range()
+        used = {k[1] for k in self.tcp} if proto == 6 else {k[1] for k in self.udp_clients}
+        for _ in range(hi - lo + 1):
+            port = self.world.rng.randint(lo, hi)
+            if port not in used:
+                return port
+        return lo
+
+    def source_for(self, dst: IPAddress) -> IPAddress:
+        rt = self.host.devices.lookup(dst)
+        return rt.src or ipaddress.ip_address("0.0.0.0")
+
+    # -- TCP client ------------------------------------------------------------------------
+    def tcp_connect(self, step: StepState, dst: IPAddress, dport: int, *, sport: int | None,
+                    src: IPAddress | None, uid: int, gid: int, payload: int, close: str,
+                    hold: float, syn_retries: int) -> None:
+        laddr = src or self.source_for(dst)
+        lport = sport or self.ephemeral_port(6, dst, dport)
+        key = (laddr, lport, dst, dport)
+        old = self.tcp.get(key)
+        if old is not None and old.state != "CLOSED":
+            step.result = "error"
+            step.detail = f"EADDRNOTAVAIL: {laddr}:{lport} -> {dst}:{dport} is in use ({old.state})"
+            return
+        c = TcpConn(self.host_name, laddr, lport, dst, dport, "SYN_SENT",
+                    iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=uid, gid=gid, step=step,
+                    payload=payload, close=close, hold=hold, syn_retries=syn_retries)
+        c.snd_nxt = c.iss + 1
+        self.tcp[key] = c
+        step.local_addr, step.local_port = str(laddr), lport
+        self._send_syn(c)
+
+    def _send_syn(self, c: TcpConn) -> None:
+        c.syn_sent += 1
+        self._send(self._tcp_packet(c, TCP_SYN, c.iss, 0), "SYN" if c.syn_sent == 1 else
+                   f"SYN retransmission {c.syn_sent - 1}")
+        delay = TCP_TIMEOUT_INIT * (2 ** (c.syn_sent - 1))
+        self.world.timer(delay, lambda: self._syn_timer(c, c.syn_sent))
+
+    def _syn_timer(self, c: TcpConn, attempt: int) -> None:
+        if c.state != "SYN_SENT" or c.syn_sent != attempt:
+            return
+        if c.syn_sent > c.syn_retries:
+            c.state = "CLOSED"
+            self._finish_step(c, "timeout", "no answer to the SYN (connect timed out)")
+            self.tcp.pop(c.key(), None)
+            return
+        self._send_syn(c)
+
+    @staticmethod
+    def _finish_step(c: TcpConn, result: str, detail: str = "") -> None:
+        """A client action's result is decided once (connected, refused, timeout...)."""
+        if c.step is None:
+            return
+        if c.step.result == "pending":
+            c.step.result = result
+        if detail and not c.step.detail:
+            c.step.detail = detail
+
+    def _client_established(self, c: TcpConn) -> None:
+        if c.step is not None and c.step.result == "pending":
+            c.step.result = "connected"
+        if c.payload:
+            self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, c.payload),
+                       f"data {c.payload} bytes")
+            c.snd_nxt += c.payload
+        else:
+            self._schedule_close(c)
+
+    def _schedule_close(self, c: TcpConn) -> None:
+        if c.close == "open":
+            return
+        self.world.timer(max(c.hold, 0.0), lambda: self._active_close(c))
+
+    def _active_close(self, c: TcpConn) -> None:
+        if c.state != "ESTABLISHED":
+            return
+        if c.close == "rst":
+            self._send(self._tcp_packet(c, TCP_RST | TCP_ACK, c.snd_nxt, c.rcv_nxt), "RST (abort)")
+            c.state = "CLOSED"
+            self.tcp.pop(c.key(), None)
+            return
+        self._send(self._tcp_packet(c, TCP_FIN | TCP_ACK, c.snd_nxt, c.rcv_nxt), "FIN")
+        c.snd_nxt += 1
+        c.state = "FIN_WAIT1"
+
+    # -- TCP input -------------------------------------------------------------------------
+    def tcp_input(self, pkt: Packet) -> None:
+        tcp = pkt.tcp
+        key = (pkt.dst, tcp.dport, pkt.src, tcp.sport)
+        c = self.tcp.get(key)
+        if c is None or c.state == "CLOSED":
+            self._tcp_no_conn(pkt)
+            return
+        flags = tcp.flags
+        if flags & TCP_RST:
+            if c.state == "SYN_SENT":
+                c.state = "CLOSED"
+                self.tcp.pop(key, None)
+                self._finish_step(c, "refused", "connection refused (RST)")
+            elif c.state == "TIME_WAIT":
+                pass  # RFC 1337: Linux ignores RST in TIME_WAIT by default? it kills it
+            else:
+                c.state = "CLOSED"
+                self.tcp.pop(key, None)
+                self._finish_step(c, "reset", "connection reset by peer")
+            return
+        if c.state == "SYN_SENT":
+            if flags & TCP_SYN and flags & TCP_ACK and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
+                c.rcv_nxt = tcp.seq + 1
+                c.state = "ESTABLISHED"
+                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
+                self._client_established(c)
+            return
+        if c.state == "SYN_RECV":
+            if flags & TCP_ACK and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
+                c.state = "ESTABLISHED"
+                self._server_saw(c)
+            elif flags & TCP_SYN and not flags & TCP_ACK:
+                # retransmitted SYN: answer with the SYN/ACK again
+                self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt),
+                           "SYN/ACK (again)")
+                return
+            else:
+                return
+        seg_len = pkt.payload_len
+        if seg_len and c.state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"):
+            c.rcv_nxt = tcp.seq + seg_len
+            if c.server and c.echo:
+                self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, seg_len),
+                           f"echo {seg_len} bytes")
+                c.snd_nxt += seg_len
+            elif not c.server:
+                c.echoed += seg_len
+                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
+                if c.echoed >= c.payload and c.state == "ESTABLISHED":
+                    self._schedule_close(c)
+            else:
+                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
+        if flags & TCP_ACK and c.state == "FIN_WAIT1" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
+            c.state = "FIN_WAIT2"
+        if flags & TCP_ACK and c.state == "LAST_ACK" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
+            c.state = "CLOSED"
+            self.tcp.pop(key, None)
+            return
+        if flags & TCP_FIN:
+            c.rcv_nxt = tcp.seq + seg_len + 1
+            if c.state == "ESTABLISHED":
+                # the application closes at once: ACK and FIN in one segment
+                self._send(self._tcp_packet(c, TCP_FIN | TCP_ACK, c.snd_nxt, c.rcv_nxt), "FIN")
+                c.snd_nxt += 1
+                c.state = "LAST_ACK"
+            elif c.state in ("FIN_WAIT1", "FIN_WAIT2"):
+                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
+                c.state = "TIME_WAIT"
+                self.world.timer(TCP_TIMEWAIT_LEN, lambda: self._tw_done(c))
+
+    def _tw_done(self, c: TcpConn) -> None:
+        if self.tcp.get(c.key()) is c and c.state == "TIME_WAIT":
+            del self.tcp[c.key()]
+            c.state = "CLOSED"
+
+    def _tcp_no_conn(self, pkt: Packet) -> None:
+        tcp = pkt.tcp
+        flags = tcp.flags
+        if flags & TCP_SYN and not flags & (TCP_ACK | TCP_RST):
+            lst = self.host.sockets.lookup_listener(6, pkt.dst, tcp.dport)
+            if lst is not None:
+                c = TcpConn(self.host_name, pkt.dst, tcp.dport, pkt.src, tcp.sport, "SYN_RECV",
+                            iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=lst.uid,
+                            gid=lst.gid, server=True, echo=lst.echo,
+                            listener_name=lst.name)
+                c.snd_nxt = c.iss + 1
+                c.rcv_nxt = tcp.seq + 1
+                self.tcp[c.key()] = c
+                self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt), "SYN/ACK")
+                return
+        if flags & TCP_RST:
+            return
+        # tcp_v4_send_reset
+        if flags & TCP_ACK:
+            seq, ack, rflags = tcp.ack_seq, 0, TCP_RST
+        else:
+            seq = 0
+            ack = tcp.seq + pkt.payload_len + (1 if flags & TCP_SYN else 0) + (1 if flags & TCP_FIN else 0)
+            rflags = TCP_RST | TCP_ACK
+        rst = Packet(src=pkt.dst, dst=pkt.src, proto=6,
+                     l4=TcpHeader(sport=tcp.dport, dport=tcp.sport, flags=rflags, seq=seq,
+                                  ack_seq=ack % MAX_SEQ, window=0),
+                     ip_id=0, df=True, label="RST (closed port)")
+        self.world.local_send(self.host_name, rst)
+
+    def _server_saw(self, c: TcpConn) -> None:
+        from ..scenario.outcome import ServerSaw
+
+        self.world.server_saw(ServerSaw(self.host_name, "tcp", str(c.laddr), c.lport,
+                                        str(c.raddr), c.rport))
+
+    # -- UDP -------------------------------------------------------------------------------
+    def udp_send(self, step: StepState, dst: IPAddress, dport: int, *, sport: int | None,
+                 src: IPAddress | None, uid: int, gid: int, payload: int) -> None:
+        laddr = src or self.source_for(dst)
+        if step.local_port is None:
+            step.local_port = sport or self.ephemeral_port(17, dst, dport)
+            step.local_addr = str(laddr)
+            self.udp_clients[(laddr, step.local_port)] = step
+        step.sent += 1
+        pkt = Packet(src=laddr, dst=dst, proto=17,
+                     l4=UdpHeader(sport=step.local_port, dport=dport), payload_len=payload,
+                     ip_id=self.world.next_ip_id(), df=True,
+                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"datagram {step.sent}")
+        self.world.local_send(self.host_name, pkt)
+
+    def udp_input(self, pkt: Packet) -> None:
+        udp = pkt.udp
+        client = self.udp_clients.get((pkt.dst, udp.dport))
+        if client is not None:
+            client.replies += 1
+            return
+        lst = self.host.sockets.lookup_listener(17, pkt.dst, udp.dport)
+        if lst is None:
+            if self.host.devices.addr_type(pkt.dst).name in ("BROADCAST", "MULTICAST"):
+                return
+            self.world.icmp_error(self.host_name, pkt, 3, 3, "port unreachable")
+            return
+        from ..scenario.outcome import ServerSaw
+
+        self.world.server_saw(ServerSaw(self.host_name, "udp", str(pkt.dst), udp.dport,
+                                        str(pkt.src), udp.sport))
+        if lst.echo:
+            reply = Packet(src=pkt.dst, dst=pkt.src, proto=17,
+                           l4=UdpHeader(sport=udp.dport, dport=udp.sport),
+                           payload_len=pkt.payload_len, ip_id=self.world.next_ip_id(), df=True,
+                           meta=SkbMeta(sock_uid=lst.uid, sock_gid=lst.gid), label="echo")
+            self.world.local_send(self.host_name, reply)
+
+    # -- ICMP ------------------------------------------------------------------------------
+    def ping(self, step: StepState, dst: IPAddress, *, src: IPAddress | None, icmp_id: int,
+             seq: int, payload: int, uid: int, gid: int) -> None:
+        laddr = src or self.source_for(dst)
+        self.ping_clients[icmp_id] = step
+        step.local_addr = str(laddr)
+        step.sent += 1
+        pkt = Packet(src=laddr, dst=dst, proto=1, l4=IcmpHeader(type=8, code=0, id=icmp_id, seq=seq),
+                     payload_len=payload, ip_id=self.world.next_ip_id(), df=True,
+                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"echo request {seq}")
+        self.world.local_send(self.host_name, pkt)
+
+    def icmp_input(self, pkt: Packet) -> None:
+        icmp = pkt.icmp
+        if icmp.type == 8:
+            reply = Packet(src=pkt.dst, dst=pkt.src, proto=1,
+                           l4=IcmpHeader(type=0, code=0, id=icmp.id, seq=icmp.seq),
+                           payload_len=pkt.payload_len, ip_id=self.world.next_ip_id(), df=False,
+                           label="echo reply")
+            self.world.local_send(self.host_name, reply)
+        elif icmp.type == 0:
+            step = self.ping_clients.get(icmp.id)
+            if step is not None:
+                step.replies += 1
+        elif icmp.is_error and icmp.embedded is not None:
+            self._icmp_error_to_socket(pkt)
+
+    def _icmp_error_to_socket(self, pkt: Packet) -> None:
+        inner = pkt.icmp.embedded
+        icmp = pkt.icmp
+        unreachable = icmp.type == 3
+        if inner.proto == 6 and inner.tcp is not None:
+            c = self.tcp.get((inner.src, inner.tcp.sport, inner.dst, inner.tcp.dport))
+            if c is not None and c.state == "SYN_SENT" and unreachable:
+                c.state = "CLOSED"
+                self.tcp.pop(c.key(), None)
+                result = "refused" if icmp.code == 3 else "unreachable"
+                self._finish_step(c, result, f"ICMP type {icmp.type} code {icmp.code}")
+        elif inner.proto == 17 and inner.udp is not None:
+            step = self.udp_clients.get((inner.src, inner.udp.sport))
+            if step is not None and unreachable:
+                step.detail = f"ICMP type {icmp.type} code {icmp.code} (ECONNREFUSED)" \
+                    if icmp.code == 3 else f"ICMP type {icmp.type} code {icmp.code}"
+                step.result = "unreachable"
+        elif inner.proto == 1 and inner.icmp is not None:
+            step = self.ping_clients.get(inner.icmp.id)
+            if step is not None and unreachable:
+                step.result = "unreachable"
+
+    # -- dispatch --------------------------------------------------------------------------
+    def deliver(self, pkt: Packet) -> None:
+        if pkt.is_fragment:
+            return
+        if pkt.tcp is not None:
+            self.tcp_input(pkt)
+        elif pkt.udp is not None:
+            self.udp_input(pkt)
+        elif pkt.icmp is not None:
+            self.icmp_input(pkt)
+        elif self.host.devices.addr_type(pkt.dst).name == "LOCAL":
+            self.world.icmp_error(self.host_name, pkt, 3, 2, "protocol unreachable")
+
+
+Callback = Callable[[], None]

@@ -1,0 +1,252 @@
+"""Hosts joined by links, a virtual clock and one event queue.
+
+Deterministic by construction: events at the same virtual time run in the order they were
+scheduled; one seeded RNG (per host, plus the world's) drives every random choice.
+Conntrack timeouts expire on the same clock: before any event at time t, every entry whose
+timeout is <= t is destroyed (DESTROY event at its own expiry time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..host.build import build_host, load_rules_into
+from ..host.host import Host
+from ..netfilter.effects import GeneratedPacket
+from ..netfilter.stack import WalkResult
+from ..observe.trace import PacketTrace
+from ..packet import Packet, SkbMeta
+from ..scenario.model import Scenario, Step
+from ..scenario.outcome import ServerSaw
+from .sockets import SocketLayer, StepState
+
+LINK_DELAY = 0.0001  # 100 us per hop: keeps capture timestamps distinct and ordered
+
+
+@dataclass(order=True)
+class _Event:
+    time: float
+    seq: int
+    action: Callable[[], None] = field(compare=False)
+    what: str = field(compare=False, default="")
+
+
+@dataclass
+class Frame:
+    """A packet that crossed an interface, as `tcpdump -i IF` would show it."""
+
+    time: float
+    host: str
+    iface: str
+    direction: str  # "out" | "in"
+    packet: Packet
+    src_mac: str
+    dst_mac: str
+
+
+class World:
+    def __init__(self, scenario: Scenario, *, ncpus: int = 2) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed)
+        self.now = 0.0
+        self._queue: list[_Event] = []
+        self._seq = itertools.count()
+        self._ip_id = itertools.count(1)
+        self.hosts: dict[str, Host] = {}
+        for i, (name, spec) in enumerate(scenario.hosts.items()):
+            self.hosts[name] = build_host(spec, seed=scenario.seed * 1000 + i, ncpus=ncpus)
+        self.sockets = {name: SocketLayer(self, name) for name in self.hosts}
+        # (host, iface) -> list of (host, iface) it reaches
+        self.links: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for link in scenario.links:
+            for end in link.ends:
+                self.links[end] = [e for e in link.ends if e != end]
+        self.traces: list[PacketTrace] = []
+        self.frames: list[Frame] = []
+        self.step_states: list[StepState] = []
+        self.server_seen: list[ServerSaw] = []
+        self._current_step: StepState | None = None
+        self.log_lines: dict[str, list[str]] = {name: [] for name in self.hosts}
+
+    # -- scheduling ------------------------------------------------------------------------
+    def at(self, time: float, action: Callable[[], None], what: str = "") -> None:
+        heapq.heappush(self._queue, _Event(time, next(self._seq), action, what))
+
+    def timer(self, delay: float, action: Callable[[], None]) -> None:
+        self.at(self.now + delay, action, "timer")
+
+    def next_ip_id(self) -> int:
+        return next(self._ip_id) & 0xFFFF
+
+    def _expire_until(self, t: float) -> None:
+        for host in self.hosts.values():
+            if host.conntrack is not None:
+                host.conntrack.table.expire(t)
+
+    def run(self, until: float | None = None) -> None:
+        for i, step in enumerate(self.scenario.steps, 1):
+            self.at(step.at, (lambda s=step, n=i: self._do_step(s, n)), f"step {i}")
+        end = until if until is not None else self.scenario.run_until
+        while self._queue:
+            ev = self._queue[0]
+            if end is not None and ev.time > end:
+                break
+            heapq.heappop(self._queue)
+            self._expire_until(ev.time)
+            self.now = max(self.now, ev.time)
+            ev.action()
+        if end is not None:
+            self.now = max(self.now, end)
+            self._expire_until(end)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _do_step(self, step: Step, index: int) -> None:
+        a = step.args
+        st = StepState(index, step.kind, step.host or "")
+        self.step_states.append(st)
+        socks = self.sockets.get(step.host or "")
+        if step.kind == "tcp_connect":
+            socks.tcp_connect(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
+                              uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 0),
+                              close=a.get("close", "fin"), hold=a.get("hold", 0.0),
+                              syn_retries=a.get("syn_retries", self.hosts[step.host].sysctls.get_int(
+                                  "net.ipv4.tcp_syn_retries")))
+        elif step.kind == "udp":
+            def send_one(n: int = 0) -> None:
+                socks.udp_send(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
+                               uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 32))
+                if n + 1 < a.get("count", 1):
+                    self.timer(a.get("interval", 1.0), lambda: send_one(n + 1))
+            send_one()
+            st.result = "sent"
+        elif step.kind == "ping":
+            icmp_id = a.get("icmp_id") or self.rng.randint(1, 65535)
+
+            def ping_one(n: int = 0) -> None:
+                socks.ping(st, a["dst"], src=a.get("src"), icmp_id=icmp_id, seq=n + 1,
+                           payload=a.get("payload", 56), uid=a.get("uid", 0), gid=a.get("gid", 0))
+                if n + 1 < a.get("count", 1):
+                    self.timer(a.get("interval", 1.0), lambda: ping_one(n + 1))
+            ping_one()
+            st.result = "sent"
+        elif step.kind == "packet":
+            from ..packetspec import parse_packet_spec
+
+            spec = parse_packet_spec(a["spec"], str(step.where) if step.where else "packet")
+            pkt = spec.packet
+            pkt.label = step.name or "crafted packet"
+            if a["mode"] == "send":
+                self.local_send(step.host, pkt)
+            else:
+                self.receive(step.host, a["in"], pkt)
+            st.result = "done"
+        elif step.kind == "replay":
+            self._replay(step, st)
+        elif step.kind == "conntrack_flush":
+            host = self.hosts[step.host]
+            if host.conntrack is not None:
+                host.conntrack.table.flush(self.now, portid=0)
+            st.result = "done"
+        elif step.kind == "rules":
+            load_rules_into(self.hosts[step.host], a["rules"], a["origin"], noflush=a["noflush"])
+            st.result = "done"
+        elif step.kind == "sysctl":
+            for k, v in a["set"].items():
+                self.hosts[step.host].sysctls.set(k, v)
+            st.result = "done"
+
+    def _replay(self, step: Step, st: StepState) -> None:
+        from ..observe.pcap import read_capture
+
+        caps = read_capture(step.args["file"])
+        if not caps:
+            st.result = "done"
+            return
+        t0 = caps[0].ts_ns
+        for cap in caps:
+            if cap.packet is None:
+                continue
+            delay = (cap.ts_ns - t0) / 1e9
+            pkt = cap.packet
+            self.at(self.now + delay, lambda p=pkt: self.receive(step.host, step.args["in"], p),
+                    "replay")
+        st.result = "done"
+
+    # -- packets ---------------------------------------------------------------------------
+    def local_send(self, host_name: str, pkt: Packet) -> None:
+        host = self.hosts[host_name]
+        walk = host.stack.send(pkt, self.now, label=pkt.label)
+        self._finish_walk(host_name, walk.run())
+
+    def receive(self, host_name: str, iface: str, pkt: Packet) -> None:
+        host = self.hosts[host_name]
+        self.frames.append(Frame(self.now, host_name, iface, "in", pkt.snapshot(),
+                                 pkt.meta.src_mac or "00:00:00:00:00:00",
+                                 host.interfaces[iface].mac if iface in host.interfaces else "00:00:00:00:00:00"))
+        walk = host.stack.receive(pkt, iface, self.now, label=pkt.label)
+        self._finish_walk(host_name, walk.run())
+
+    def icmp_error(self, host_name: str, pkt: Packet, icmp_type: int, code: int, why: str) -> None:
+        from ..ruleset.targets.reject import build_icmp_error
+
+        reply = build_icmp_error(pkt, icmp_type, code, self.hosts[host_name])
+        if reply is not None:
+            reply.label = f"ICMP {why}"
+            self.local_send(host_name, reply)
+
+    def server_saw(self, saw: ServerSaw) -> None:
+        self.server_seen.append(saw)
+        # attribute it to the client step whose socket it came from, when we know it
+        for st in reversed(self.step_states):
+            if st.local_port == saw.peer_port and st.kind in ("tcp_connect", "udp"):
+                st.server_saw.append(saw)
+                return
+
+    def _finish_walk(self, host_name: str, res: WalkResult) -> None:
+        res.trace.time = self.now
+        self.traces.append(res.trace)
+        self.log_lines[host_name].extend(res.trace.log_lines)
+        host = self.hosts[host_name]
+        for out_iface, pkt in res.emitted:
+            self._transmit(host_name, out_iface, pkt)
+        if res.delivered is not None:
+            self.sockets[host_name].deliver(res.delivered)
+        for g in res.generated:
+            self._send_generated(host_name, g, res.trace.packet_id)
+
+    def _send_generated(self, host_name: str, g: GeneratedPacket, parent: int) -> None:
+        host = self.hosts[host_name]
+        walk = host.stack.send_generated(g, self.now, parent=parent)
+        self._finish_walk(host_name, walk.run())
+
+    def _transmit(self, host_name: str, iface: str, pkt: Packet) -> None:
+        host = self.hosts[host_name]
+        dev = host.interfaces[iface]
+        peers = self.links.get((host_name, iface), [])
+        nexthop = host.devices.lookup(pkt.dst).gateway or pkt.dst
+        target = None
+        if len(peers) == 1:
+            target = peers[0]
+        else:
+            for ph, pi in peers:
+                pdev = self.hosts[ph].interfaces[pi]
+                if any(a.ip == nexthop for a in pdev.addresses):
+                    target = (ph, pi)
+                    break
+        dst_mac = self.hosts[target[0]].interfaces[target[1]].mac if target else "ff:ff:ff:ff:ff:ff"
+        self.frames.append(Frame(self.now, host_name, iface, "out", pkt.snapshot(), dev.mac, dst_mac))
+        if target is None:
+            return  # nobody on the link answers ARP for the next hop: the packet is lost
+        wire = _wire_copy(pkt, dev.mac, dst_mac)
+        self.at(self.now + LINK_DELAY, lambda: self.receive(target[0], target[1], wire), "link")
+
+
+def _wire_copy(pkt: Packet, src_mac: str, dst_mac: str) -> Packet:
+    """What arrives at the peer: the headers only, with a fresh skb."""
+    snap = pkt.snapshot()
+    snap.meta = SkbMeta(src_mac=src_mac, dst_mac=dst_mac)
+    return snap
