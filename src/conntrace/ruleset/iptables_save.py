@@ -30,12 +30,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import InputError, UnsupportedItem
 from . import ext
 from .ext import (ExtParseError, ExtUnsupported, Opt, OptionSpec, ParseContext,
                   UnsupportedMatch, UnsupportedTarget)
+from .lint import find_loop, hook_violations
 from .targets.standard import JumpTarget
 from .model import (BUILTIN_CHAINS, TABLE_NAMES, AddrMatch, Chain, Counters, IfaceMatch,
                     IpHeaderMatch, Rule, Ruleset, RulesetPair, SourceRef, Table)
@@ -1352,96 +1352,19 @@ def _first_reference(t: Table, name: str) -> SourceRef | str | None:
     return None
 
 
-def jump_edges(t: Table) -> Iterable[tuple[str, Rule, str]]:
-    """(from chain, rule, to chain) for every -j/-g to a user chain."""
-    for ch in t.chains.values():
-        for r in ch.rules:
-            if isinstance(r.target, JumpTarget):
-                yield ch.name, r, r.target.chain
-
-
 def _check_loops(t: Table, file: str) -> None:
-    """The kernel refuses a loop reachable from a built-in chain (mark_source_chains:
-    ELOOP); an unreachable loop is accepted."""
-    edges: dict[str, list[tuple[Rule, str]]] = {}
-    for a, r, b in jump_edges(t):
-        edges.setdefault(a, []).append((r, b))
-    state: dict[str, int] = {}  # 1: on the DFS stack, 2: done
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = 1
-        for r, nxt in edges.get(name, ()):
-            if state.get(nxt) == 1:
-                cyc = path[path.index(nxt):] + [name, nxt] if nxt in path else [name, nxt]
-                line = r.source.line if r.source else None
-                where_file = r.source.file if r.source else file
-                raise InputError(f"chain loop in table {t.name}: {' -> '.join(_dedup(cyc))} "
-                                 "(the kernel refuses it: too many levels of links)",
-                                 where_file, line)
-            if state.get(nxt) is None:
-                visit(nxt, path + [name])
-        state[name] = 2
-
-    for ch in t.chains.values():
-        if ch.builtin and ch.name not in state:
-            visit(ch.name, [])
-
-
-def _dedup(seq: list[str]) -> list[str]:
-    out: list[str] = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
-
-
-def chain_hooks(t: Table) -> dict[str, set[str]]:
-    """For every chain, the built-in chains (hooks) it is reached from (the kernel's
-    comefrom mask, mark_source_chains in net/ipv4/netfilter/ip_tables.c)."""
-    edges: dict[str, set[str]] = {}
-    for a, _r, b in jump_edges(t):
-        edges.setdefault(a, set()).add(b)
-    out: dict[str, set[str]] = {name: set() for name in t.chains}
-    for ch in t.chains.values():
-        if not ch.builtin:
-            continue
-        seen = {ch.name}
-        todo = [ch.name]
-        while todo:
-            cur = todo.pop()
-            out.setdefault(cur, set()).add(ch.name)
-            for nxt in edges.get(cur, ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-    return out
-
-
-def hook_violations(t: Table) -> list[tuple[Chain, Rule, object, set[str]]]:
-    """Rules whose target or match the kernel refuses in a hook that reaches them
-    (xt_check_target / xt_check_match: `hooks`), as (chain, rule, ext, bad hooks)."""
-    hooks = chain_hooks(t)
-    out = []
-    for ch in t.chains.values():
-        reached = hooks.get(ch.name, set())
-        if not reached:
-            continue
-        for r in ch.rules:
-            for e in [*r.matches, r.target]:
-                valid = getattr(e, "valid_hooks", None) if e is not None else None
-                if valid is not None and not reached <= set(valid):
-                    out.append((ch, r, e, reached - set(valid)))
-    return out
+    hit = find_loop(t)
+    if hit is not None:
+        names, r = hit
+        raise InputError(f"chain loop in table {t.name}: {' -> '.join(names)} (the kernel "
+                         "refuses it: too many levels of links)",
+                         r.source.file if r.source else file, r.source.line if r.source else None)
 
 
 def _check_hooks(t: Table, file: str) -> None:
-    for ch, r, e, bad in hook_violations(t):
-        name = getattr(e, "name", "?")
-        valid = sorted(getattr(e, "valid_hooks"))
-        line = r.source.line if r.source else None
-        raise InputError(f"{name} in chain {ch.name} of table {t.name} is reached from "
-                         f"{', '.join(sorted(bad))}; the kernel allows it only in "
-                         f"{', '.join(valid)}", r.source.file if r.source else file, line)
+    for ch, r, msg in hook_violations(t):
+        raise InputError(f"{msg} (chain {ch.name} of table {t.name}; the kernel refuses it)",
+                         r.source.file if r.source else file, r.source.line if r.source else None)
 
 
 def _collect_unsupported(rs: Ruleset) -> None:
