@@ -222,13 +222,14 @@ def _tcp_connect(req: dict) -> dict:
         out["t_start"] = time.monotonic()
         try:
             s.connect((req["dst"], req["dport"]))
-        except TimeoutError:
-            out["result"], out["detail"] = "timeout", "harness cap reached"
         except OSError as e:
+            # socket.timeout is a TimeoutError without errno: our cap, not the kernel's
             out["result"] = {errno.ECONNREFUSED: "refused", errno.ETIMEDOUT: "timeout",
                              errno.EHOSTUNREACH: "unreachable", errno.ENETUNREACH: "unreachable",
                              errno.EHOSTDOWN: "unreachable"}.get(e.errno, "error")
-            out["detail"] = _errname(e)
+            out["detail"] = _errname(e) if e.errno else "harness cap reached"
+            if not e.errno:
+                out["result"] = "timeout"
         else:
             out["result"] = "connected"
         try:

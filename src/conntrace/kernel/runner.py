@@ -463,7 +463,11 @@ class KernelRun:
                 if kind == "events":
                     ho.events = [l for l in (clean_event_line(x) for x in _lines(path)) if l]
                 elif kind == "trace":
-                    ho.trace_lines = [x.rstrip() for x in _lines(path) if x.strip()]
+                    # leave out the harness' own TRACE rule (and its raw chains if it made them)
+                    own_raw = "raw" not in self.user_tables[name]
+                    ho.trace_lines = [x.rstrip() for x in _lines(path) if x.strip()
+                                      and TRACE_COMMENT not in x
+                                      and not (own_raw and " raw:" in x)]
                 else:
                     ho.captures[kind.split(":", 1)[1]] = str(path)
 
@@ -472,21 +476,20 @@ class KernelRun:
         windows = self._windows
         for host, seen in sightings.items():
             for ev in seen:
-                best, best_score = None, -1
+                best, best_score, best_t0 = None, -1, 0.0
                 for i, s in enumerate(self.sc.steps):
                     if i not in windows or not _proto_fits(s, ev["proto"]):
                         continue
                     t0, t1 = windows[i]
                     if not (t0 - 0.05 <= ev["t"] <= t1 + ATTRIBUTION_SLACK):
                         continue
-                    so = out.steps[i]
-                    score = 0
-                    if so.local_port is not None and so.local_port == ev["peer_port"]:
-                        score += 2
-                        if so.local_addr == ev["peer_addr"]:
-                            score += 1
-                    if best is None or score > best_score:
-                        best, best_score = i, score
+                    addr, port, dport = self._client_view(i, out.steps[i])
+                    score = ((2 if port is not None and port == ev["peer_port"] else 0)
+                             + (1 if addr is not None and addr == ev["peer_addr"] else 0)
+                             + (1 if dport is not None and dport == ev["local_port"] else 0))
+                    # ties go to the step that started last before the sighting
+                    if best is None or score > best_score or (score == best_score and t0 >= best_t0):
+                        best, best_score, best_t0 = i, score, t0
                 saw = ServerSaw(host=host, proto=ev["proto"], local_addr=ev["local_addr"],
                                 local_port=ev["local_port"], peer_addr=ev["peer_addr"],
                                 peer_port=ev["peer_port"])
@@ -495,6 +498,14 @@ class KernelRun:
                                      f"{ev['peer_port']} no step accounts for")
                 else:
                     out.steps[best].server_saw.append(saw)
+
+    def _client_view(self, i: int, so: StepOutcome) -> tuple[str | None, int | None, int | None]:
+        """(client address, client port, destination port) of step i, as the client sent it."""
+        s = self.sc.steps[i]
+        if s.kind == "packet":
+            pkt = parse_packet_spec(s.args["spec"]).packet
+            return str(pkt.src), pkt.sport, pkt.dport
+        return so.local_addr, so.local_port, s.args.get("dport")
 
     # ------------------------------------------------------------ teardown
 
