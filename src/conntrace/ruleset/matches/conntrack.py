@@ -192,12 +192,12 @@ class ConntrackMatch(MatchExt):
             inv(self.proto_inv)
             out += ["--ctproto", str(self.proto)]
         for n in _ADDR_OPTS:
-            a = getattr(self, n[2:])
+            a = getattr(self, n[4:])
             if a is not None:
                 inv(a.inverted)
                 out += [n, render_addr_mask(a.addr, a.plen)]
         for n in _PORT_OPTS:
-            p = getattr(self, n[2:])
+            p = getattr(self, n[4:])
             if p is not None:
                 inv(p.inverted)
                 out += [n, render_port_range(p.lo, p.hi)]
