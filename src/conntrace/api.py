@@ -122,3 +122,19 @@ def trace_packet(host: Host, packet: str | PacketSpec, now: float = 0.0,
         queue.extend(w.generated)
     uncertain = any(w.trace.uncertain for w in walks)
     return TraceResult(walks, assumptions, uncertain)
+
+
+def run_scenario(scenario, until: float | None = None, allow_unsupported: bool = False):
+    """Run a scenario on the model. Returns (world, outcome)."""
+    from .scenario.load import load_scenario
+    from .world.outcome import collect_outcome
+    from .world.world import World
+
+    sc = load_scenario(scenario) if not hasattr(scenario, "hosts") else scenario
+    world = World(sc)
+    if not allow_unsupported:
+        items = [i for h in world.hosts.values() if h.ruleset is not None for i in h.ruleset.unsupported]
+        if items:
+            raise UnsupportedError(items)
+    world.run(until)
+    return world, collect_outcome(world)

@@ -107,6 +107,104 @@ def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsu
             click.echo(line)
 
 
+def _write_pcaps(world, pcap_dir: str) -> list[str]:
+    from pathlib import Path
+
+    from .observe.pcap import PcapWriter
+    from .wire import encode_ether
+
+    out = Path(pcap_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writers: dict = {}
+    written = []
+    try:
+        for f in world.frames:
+            key = (f.host, f.iface)
+            if key not in writers:
+                path = out / f"{f.host}-{f.iface}.pcap"
+                writers[key] = PcapWriter(path, nanosecond=True)
+                written.append(str(path))
+            writers[key].write(round(f.time * 1e9), encode_ether(f.packet, f.src_mac, f.dst_mac))
+    finally:
+        for w in writers.values():
+            w.close()
+    return written
+
+
+def _print_run(world, outcome, all_packets: bool) -> None:
+    from .observe.render_text import path_summary
+    from .world.outcome import conntrack_lines, event_lines
+
+    click.echo(f"scenario {world.scenario.name}: {len(world.traces)} packet walks, "
+               f"{world.now:.3f}s of virtual time")
+    click.echo("")
+    click.echo(f"{'time':>10}  {'host':<10} {'packet':<58} {'fate':<22} path")
+    for t in world.traces:
+        f = t.fate
+        fate = f"{f.result} {f.out_iface}" if f.out_iface else f.result
+        if f.result in ("dropped", "rejected", "no-route"):
+            fate = f"{f.result} @ {f.where}"
+        click.echo(f"{t.time:10.4f}  {t.host:<10} {t.packet:<58} {fate:<22} {path_summary(t)}")
+    click.echo("")
+    click.echo("steps:")
+    for s in outcome.steps:
+        saw = "; ".join(f"{x.host} saw {x.peer_addr}:{x.peer_port}" for x in s.server_saw)
+        extra = f"  ({s.detail})" if s.detail else ""
+        local = f" from {s.local_addr}:{s.local_port}" if s.local_port else ""
+        click.echo(f"  #{s.index} {s.kind} on {s.host}{local}: {s.result}"
+                   + (f" [{saw}]" if saw else "") + extra)
+    for name in world.hosts:
+        lines = conntrack_lines(world, name)
+        events = event_lines(world, name)
+        if not lines and not events:
+            continue
+        click.echo("")
+        click.echo(f"conntrack -L on {name} at {world.now:.3f}s:")
+        for line in lines:
+            click.echo(f"  {line}")
+        if not lines:
+            click.echo("  (empty)")
+        click.echo(f"conntrack -E on {name}:")
+        for ev, line in zip(world.hosts[name].conntrack.table.events, events):
+            click.echo(f"  {ev.time:10.4f} {line}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--until", type=float, help="Stop at this virtual time (seconds).")
+@click.option("--json", "as_json", is_flag=True, help="Full structured result as JSON.")
+@click.option("--pcap-dir", type=click.Path(file_okay=False),
+              help="Write one capture per interface, as tcpdump -i IF would show it.")
+@click.option("--allow-unsupported", is_flag=True)
+@click.option("--all-packets", is_flag=True, hidden=True)
+@_friendly
+def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
+    """Run a SCENARIO file on the model and show every packet's story."""
+    from .api import run_scenario
+    from .world.outcome import conntrack_lines, event_lines
+
+    world, outcome = run_scenario(scenario, until, allow_unsupported)
+    pcaps = _write_pcaps(world, pcap_dir) if pcap_dir else []
+    if as_json:
+        doc = {
+            "scenario": world.scenario.name,
+            "time": world.now,
+            "outcome": outcome.to_json(),
+            "packets": [t.to_json() for t in world.traces],
+            "hosts": {name: {"conntrack": conntrack_lines(world, name),
+                             "events": event_lines(world, name, timestamps=False),
+                             "stats": (h.conntrack.table.stats_total() if h.conntrack else {}),
+                             }
+                      for name, h in world.hosts.items()},
+            "pcaps": pcaps,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_run(world, outcome, all_packets)
+    for p in pcaps:
+        click.echo(f"wrote {p}")
+
+
 @main.command()
 @click.argument("rules_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)

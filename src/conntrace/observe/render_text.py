@@ -84,3 +84,28 @@ def render_trace(trace: PacketTrace, *, all_rules: bool = False, indent: str = "
         for u in trace.uncertain:
             out.append(f"{ind}  - {u}")
     return out
+
+
+_HOOK_SHORT = {"PREROUTING": "PRE", "INPUT": "IN", "FORWARD": "FWD", "OUTPUT": "OUT",
+               "POSTROUTING": "POST"}
+
+
+def path_summary(trace: PacketTrace) -> str:
+    """One line: the hooks walked and what conntrack/NAT did, e.g.
+    `PRE>FWD>POST ct#1 NEW; DNAT 10.0.1.1:8080 -> 10.0.2.2:80`."""
+    hooks = []
+    notes = []
+    for step in trace.steps:
+        if step.kind == "hook":
+            hooks.append(_HOOK_SHORT.get(step.hook, step.hook))
+        elif step.kind == "routing" and step.decision == "loopback":
+            hooks.append("lo")
+        elif step.kind == "conntrack" and step.action in ("new", "found", "related", "invalid",
+                                                          "untracked"):
+            label = step.action if step.action != "found" else (step.ctstate or "found").lower()
+            text = f"ct#{step.entry_id} {label}" if step.entry_id else f"ct {label}"
+            if text not in notes:
+                notes.append(text)
+        elif step.kind == "nat" and step.action in ("binding", "null-binding") and "->" in step.detail:
+            notes.append(step.detail)
+    return ">".join(hooks) + ("  " + "; ".join(notes) if notes else "")

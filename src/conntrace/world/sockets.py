@@ -71,6 +71,8 @@ class TcpConn:
     echoed: int = 0
     listener_name: str = ""
 
+    sock: object = None  # the host.Socket registered for lookups
+
     def key(self) -> tuple:
         return (self.laddr, self.lport, self.raddr, self.rport)
 
@@ -90,6 +92,22 @@ class SocketLayer:
         return self.world.hosts[self.host_name]
 
     # -- helpers ---------------------------------------------------------------------------
+    def _add_conn(self, c: TcpConn) -> None:
+        from ..host.host import Socket
+
+        self.tcp[c.key()] = c
+        c.sock = self.host.sockets.add(Socket(
+            proto=6, addr=c.laddr, port=c.lport, uid=c.uid, gid=c.gid, listening=False,
+            peer_addr=c.raddr, peer_port=c.rport,
+            name=c.listener_name or f"connection to {c.raddr}:{c.rport}"))
+
+    def _drop_conn(self, c: TcpConn) -> None:
+        if self.tcp.get(c.key()) is c:
+            del self.tcp[c.key()]
+        if c.sock is not None and c.sock in self.host.sockets.sockets:
+            self.host.sockets.remove(c.sock)
+        c.state = "CLOSED"
+
     def _tcp_packet(self, c: TcpConn, flags: int, seq: int, ack: int, payload: int = 0,
                     options: bytes | None = None, window: int | None = None) -> Packet:
         if options is None:
@@ -138,7 +156,7 @@ class SocketLayer:
                     iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=uid, gid=gid, step=step,
                     payload=payload, close=close, hold=hold, syn_retries=syn_retries)
         c.snd_nxt = c.iss + 1
-        self.tcp[key] = c
+        self._add_conn(c)
         step.local_addr, step.local_port = str(laddr), lport
         self._send_syn(c)
 
@@ -153,9 +171,8 @@ class SocketLayer:
         if c.state != "SYN_SENT" or c.syn_sent != attempt:
             return
         if c.syn_sent > c.syn_retries:
-            c.state = "CLOSED"
+            self._drop_conn(c)
             self._finish_step(c, "timeout", "no answer to the SYN (connect timed out)")
-            self.tcp.pop(c.key(), None)
             return
         self._send_syn(c)
 
@@ -189,8 +206,7 @@ class SocketLayer:
             return
         if c.close == "rst":
             self._send(self._tcp_packet(c, TCP_RST | TCP_ACK, c.snd_nxt, c.rcv_nxt), "RST (abort)")
-            c.state = "CLOSED"
-            self.tcp.pop(c.key(), None)
+            self._drop_conn(c)
             return
         self._send(self._tcp_packet(c, TCP_FIN | TCP_ACK, c.snd_nxt, c.rcv_nxt), "FIN")
         c.snd_nxt += 1
@@ -206,15 +222,12 @@ class SocketLayer:
             return
         flags = tcp.flags
         if flags & TCP_RST:
-            if c.state == "SYN_SENT":
-                c.state = "CLOSED"
-                self.tcp.pop(key, None)
+            # a RST also ends TIME_WAIT (tcp_timewait_state_process, RFC 1337 not applied)
+            old_state = c.state
+            self._drop_conn(c)
+            if old_state == "SYN_SENT":
                 self._finish_step(c, "refused", "connection refused (RST)")
-            elif c.state == "TIME_WAIT":
-                pass  # RFC 1337: Linux ignores RST in TIME_WAIT by default? it kills it
-            else:
-                c.state = "CLOSED"
-                self.tcp.pop(key, None)
+            elif old_state != "TIME_WAIT":
                 self._finish_step(c, "reset", "connection reset by peer")
             return
         if c.state == "SYN_SENT":
@@ -252,8 +265,7 @@ class SocketLayer:
         if flags & TCP_ACK and c.state == "FIN_WAIT1" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
             c.state = "FIN_WAIT2"
         if flags & TCP_ACK and c.state == "LAST_ACK" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
-            c.state = "CLOSED"
-            self.tcp.pop(key, None)
+            self._drop_conn(c)
             return
         if flags & TCP_FIN:
             c.rcv_nxt = tcp.seq + seg_len + 1
@@ -269,8 +281,7 @@ class SocketLayer:
 
     def _tw_done(self, c: TcpConn) -> None:
         if self.tcp.get(c.key()) is c and c.state == "TIME_WAIT":
-            del self.tcp[c.key()]
-            c.state = "CLOSED"
+            self._drop_conn(c)
 
     def _tcp_no_conn(self, pkt: Packet) -> None:
         tcp = pkt.tcp
@@ -284,7 +295,7 @@ class SocketLayer:
                             listener_name=lst.name)
                 c.snd_nxt = c.iss + 1
                 c.rcv_nxt = tcp.seq + 1
-                self.tcp[c.key()] = c
+                self._add_conn(c)
                 self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt), "SYN/ACK")
                 return
         if flags & TCP_RST:
@@ -380,8 +391,7 @@ class SocketLayer:
         if inner.proto == 6 and inner.tcp is not None:
             c = self.tcp.get((inner.src, inner.tcp.sport, inner.dst, inner.tcp.dport))
             if c is not None and c.state == "SYN_SENT" and unreachable:
-                c.state = "CLOSED"
-                self.tcp.pop(c.key(), None)
+                self._drop_conn(c)
                 result = "refused" if icmp.code == 3 else "unreachable"
                 self._finish_step(c, result, f"ICMP type {icmp.type} code {icmp.code}")
         elif inner.proto == 17 and inner.udp is not None:
