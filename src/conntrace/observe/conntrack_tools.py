@@ -357,7 +357,9 @@ def parse_conntrack_line(text: str) -> dict[str, Any]:
     if len(toks) < 2:
         raise _parse_error(text, "too short")
     i = 0
-    if toks[0] in ("ipv4", "ipv6", "unknown") and len(toks) > 3 and toks[1].isdigit():
+    # an l3 column is there when a protocol *name* follows it ("unknown 50 1" is an l4 one)
+    if (toks[0] in ("ipv4", "ipv6", "unknown") and len(toks) > 3 and toks[1].isdigit()
+            and toks[2].isalpha() and toks[3].isdigit()):
         res["l3"], res["l3num"] = toks[0], int(toks[1])
         i = 2
     if i + 1 >= len(toks) or not toks[i + 1].isdigit() or "=" in toks[i]:
