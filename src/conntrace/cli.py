@@ -206,6 +206,18 @@ def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
 
 
 @main.command()
+@_friendly
+def demo():
+    """Run the built-in demo: DNAT + MASQUERADE through a gateway, explained."""
+    from .api import run_scenario
+    from .observe.demo import demo_lines, demo_scenario_path
+
+    world, _outcome = run_scenario(demo_scenario_path())
+    for line in demo_lines(world):
+        click.echo(line)
+
+
+@main.command()
 @click.argument("rules_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @_friendly

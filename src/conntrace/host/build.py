@@ -35,7 +35,8 @@ def build_host(spec: HostSpec, seed: int = 0, ncpus: int = 2) -> Host:
 
         host.ext_state.ipsets.update(load_ipset_text(spec.ipsets, spec.rules_origin or spec.name))
     if spec.rules:
-        load_rules_into(host, spec.rules, spec.rules_origin or f"{spec.name}.rules")
+        load_rules_into(host, spec.rules, spec.rules_origin or f"{spec.name}.rules",
+                        line_offset=spec.rules_line_offset)
     for ls in spec.listeners:
         host.sockets.add(Socket(proto=6 if ls.proto == "tcp" else 17, addr=ls.addr,
                                 port=ls.port, uid=ls.uid, gid=ls.gid,
@@ -44,21 +45,45 @@ def build_host(spec: HostSpec, seed: int = 0, ncpus: int = 2) -> Host:
     return host
 
 
-def load_rules_into(host: Host, text: str, origin: str, *, noflush: bool = False) -> None:
+def load_rules_into(host: Host, text: str, origin: str, *, noflush: bool = False,
+                    line_offset: int = 0) -> None:
     """Parse iptables-save/restore text and install it (all or nothing), as
-    iptables-restore [--noflush] would. The caller decides about unsupported constructs."""
+    iptables-restore [--noflush] would. The caller decides about unsupported constructs.
+    `line_offset`: the text is embedded in `origin` (a scenario file) starting after that
+    line, so rules point at the scenario's own lines."""
     from ..ruleset.iptables_save import parse_rules
     from ..ruleset.model import RulesetPair
 
     base = None
     if noflush and host.ruleset is not None:
         base = RulesetPair(v4=host.ruleset, v6=host.ruleset6)
-    pair = parse_rules(text, origin, base=base, noflush=noflush)
+    try:
+        pair = parse_rules(text, origin, base=base, noflush=noflush)
+    except InputError as e:
+        if line_offset and e.line is not None:
+            raise InputError(e.message, e.file, e.line + line_offset) from None
+        raise
+    if line_offset:
+        _shift_sources(pair, origin, line_offset)
     host.ruleset = pair.v4
     host.ruleset6 = pair.v6
     host.ext_state.reset_rule_state()
     if host.stack is not None:
         host.stack.refresh()
+
+
+def _shift_sources(pair, origin: str, offset: int) -> None:
+    from dataclasses import replace
+
+    for rs in (pair.v4, pair.v6):
+        if rs is None:
+            continue
+        for _t, _c, rule in rs.rules():
+            if rule.source is not None and rule.source.file == origin:
+                rule.source = replace(rule.source, line=rule.source.line + offset)
+        for item in rs.unsupported:  # the same objects the rules list
+            if item.file == origin and item.line is not None:
+                item.line += offset
 
 
 def read_text_file(path: str | Path, what: str) -> str:

@@ -384,7 +384,7 @@ class NatEngine:
         target = ct.tuple(d.flip()).invert()
         before = pkt.describe()
         _manip_pkt(pkt, target, manip)
-        if trace is not None:
+        if trace is not None and pkt.describe() != before:
             what = "source" if manip is Manip.SRC else "destination"
             why = "as bound on the first packet" if d is Dir.ORIGINAL else "un-NAT of a reply"
             trace.add(NatStep(hook.value, manip.value, "rewrite", f"{what} rewritten {why}",

@@ -53,9 +53,9 @@ def ip_header_matches(ip: "IpHeaderMatch", pkt: Packet) -> bool:
 def rule_text(table: str, chain: str, rule: "Rule") -> str:
     """The rule as iptables-save would print it (falls back to the text as written)."""
     try:
-        from ..ruleset.writer import rule_to_save
+        from ..ruleset.writer import render_rule
 
-        return rule_to_save(chain, rule)
+        return render_rule(chain, rule)
     except Exception:  # the writer refuses something odd: show what the user wrote
         return rule.source.text if rule.source else f"-A {chain} ..."
 
@@ -107,16 +107,21 @@ def run_table(table: "Table", ctx: "EvalContext", trace: "PacketTrace | None",
             continue
         before = pkt.header_fields()
         ctx.effects = []
-        verdict = rule.target.apply(ctx)
-        after = pkt.header_fields()
-        new_uncertain = ctx.uncertain[n_uncertain:]
+        record = None
         if trace is not None:
-            changes = [{"field": k, "old": before.get(k), "new": after.get(k)}
-                       for k in after if before.get(k) != after.get(k)]
-            trace.add(RuleEval(table.name, chain_name, i + 1, rule_text(table.name, chain_name, rule),
-                               str(rule.source) if rule.source else None, True, str(verdict),
-                               changes=changes, effects=[_effect_text(e) for e in ctx.effects],
-                               uncertain=list(new_uncertain)))
+            # recorded before the target runs, so what the target records (NAT bindings)
+            # follows the rule in the trace
+            record = RuleEval(table.name, chain_name, i + 1, rule_text(table.name, chain_name, rule),
+                              str(rule.source) if rule.source else None, True)
+            trace.add(record)
+        verdict = rule.target.apply(ctx)
+        if record is not None:
+            after = pkt.header_fields()
+            record.verdict = str(verdict)
+            record.changes = [{"field": k, "old": before.get(k), "new": after.get(k)}
+                              for k in after if before.get(k) != after.get(k)]
+            record.effects = [_effect_text(e) for e in ctx.effects]
+            record.uncertain = list(ctx.uncertain[n_uncertain:])
         _collect_effects(ctx, trace)
         k = verdict.kind
         if k is VerdictKind.CONTINUE:

@@ -131,7 +131,9 @@ def _host(name: str, node: Node, base_dir: Path) -> HostSpec:
         raise node.error("give either 'rules' or 'rules_file', not both")
     if node.get("rules") is not None:
         h.rules = node.get("rules").as_str()
-        h.rules_origin = f"{node.file}:{node.get('rules').line}"
+        h.rules_origin = node.file
+        # a block scalar (`rules: |`) starts on the line after the key
+        h.rules_line_offset = node.get("rules").line
     elif node.get("rules_file") is not None:
         h.rules, h.rules_origin = _read_side_file(node.get("rules_file"), base_dir)
     if node.get("ipsets") is not None:
@@ -299,7 +301,8 @@ def _step(n: Node, sc: Scenario, base_dir: Path) -> Step:
         if ("rules" in a) == ("rules_file" in a):
             raise body.error("give either 'rules' or 'rules_file'")
         if "rules" in a:
-            args["rules"], args["origin"] = a["rules"].as_str(), f"{a['rules'].file}:{a['rules'].line}"
+            args["rules"], args["origin"] = a["rules"].as_str(), a["rules"].file
+            args["line_offset"] = a["rules"].line
         else:
             args["rules"], args["origin"] = _read_side_file(a["rules_file"], base_dir)
         args["noflush"] = a["noflush"].as_bool() if "noflush" in a else False

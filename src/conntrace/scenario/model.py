@@ -60,7 +60,8 @@ class HostSpec:
     routes: list[RouteSpec] = field(default_factory=list)
     sysctls: dict[str, Any] = field(default_factory=dict)
     rules: str | None = None  # iptables-save / iptables-restore text
-    rules_origin: str = ""  # file name (or scenario file:line) the rules came from
+    rules_origin: str = ""  # the file the rules came from (the scenario or a rules_file)
+    rules_line_offset: int = 0  # inline rules: their first line is this many lines into origin
     ipsets: str | None = None  # `ipset save` text
     listeners: list[ListenerSpec] = field(default_factory=list)
     where: Where | None = None

@@ -152,7 +152,8 @@ class World:
                 host.conntrack.table.flush(self.now, portid=0)
             st.result = "done"
         elif step.kind == "rules":
-            load_rules_into(self.hosts[step.host], a["rules"], a["origin"], noflush=a["noflush"])
+            load_rules_into(self.hosts[step.host], a["rules"], a["origin"], noflush=a["noflush"],
+                            line_offset=a.get("line_offset", 0))
             st.result = "done"
         elif step.kind == "sysctl":
             for k, v in a["set"].items():
@@ -214,7 +215,9 @@ class World:
         for out_iface, pkt in res.emitted:
             self._transmit(host_name, out_iface, pkt)
         if res.delivered is not None:
-            self.sockets[host_name].deliver(res.delivered)
+            # socket input runs as its own event (softirq -> socket), never nested in a send
+            pkt = res.delivered
+            self.at(self.now, lambda: self.sockets[host_name].deliver(pkt), "socket input")
         for g in res.generated:
             self._send_generated(host_name, g, res.trace.packet_id)
 
