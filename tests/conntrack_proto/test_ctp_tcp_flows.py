@@ -247,10 +247,17 @@ def test_exact_rst_closes_with_close_timeout():
 
 
 def test_inexact_rst_keeps_established_for_challenge_ack():
+    """Checked on 6.18 with crafted segments: an in-window RST whose seq is not exactly
+    the next one leaves `tcp 6 9 ESTABLISHED` (CLOSE timeout, state kept); the server's
+    challenge ACK then gives `tcp 6 299 ESTABLISHED`: the RST's sequence number counts as
+    unacknowledged data, so the UNACK cap applies."""
     flow, conv = handshake()
     res = flow.send(conv.c(TCP_RST, seq=conv.cseq + 10), at=1)
     assert res.verdict == "accept" and flow.state == "ESTABLISHED"
     assert flow.remaining == 10  # RST index: the CLOSE timeout applies
+    res = flow.send(conv.s(TCP_ACK), at=1.001)  # challenge ACK
+    assert res.verdict == "accept" and flow.state == "ESTABLISHED"
+    assert flow.remaining == 300
 
 
 def test_rst_below_peer_maxack_is_invalid_unless_ignored():
