@@ -241,7 +241,7 @@ class HashlimitMatch(MatchExt):
             kw["avg"] //= unit
         if kw.get("rate_match") and not kw.get("rate_interval"):
             kw["rate_interval"] = 1 if kw.get("bytes_mode") else unit
-        if kw["gc_interval"] == 0 or kw["expire"] == 0:  # hashlimit_mt_check_common
+        if kw.get("gc_interval", GC_INTERVAL_DEFAULT) == 0 or kw["expire"] == 0:  # hashlimit_mt_check_common
             raise ExtParseError("hashlimit: --hashlimit-htable-gcinterval and "
                                 "--hashlimit-htable-expire must not be 0 (the kernel refuses it)")
         m = cls(**kw)
