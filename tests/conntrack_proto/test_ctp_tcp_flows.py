@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+import pytest
+from hypothesis import given, settings, strategies as st
 
 from conntrace.conntrack.defs import Status, TcpState
 from conntrace.conntrack.l4 import tracker_for
 from conntrace.conntrack.proto_tcp import (FLAG_BE_LIBERAL, FLAG_SACK_PERM, FLAG_WINDOW_SCALE,
-                                           after, before, flags_valid, parse_options,
-                                           sack_edge)
+                                           TcpConntrack, after, before, flags_valid,
+                                           parse_options, sack_edge)
 from conntrace.netfilter.hooks import Hook
 from conntrace.packet import (LINUX_SYN_OPTIONS, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
                               TCP_RST, TCP_SYN, TCP_URG)
@@ -349,3 +350,46 @@ def test_state_name_and_timeout_for():
     flow.ct.status &= ~Status.ASSURED
     assert tr.timeout_for(flow.ct, env(nf_conntrack_tcp_timeout_established=99)) == 99
     assert flow.ct.proto_state.state == TcpState.ESTABLISHED
+
+
+# --- robustness ------------------------------------------------------------------------------
+
+_VALID = sorted({f for f in range(64) if flags_valid(f)})
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(_VALID),
+                          st.integers(-70_000, 70_000), st.integers(-70_000, 70_000),
+                          st.integers(0, 1500), st.integers(0, 65535)), max_size=25))
+def test_random_segments_keep_tracker_consistent(segments):
+    """Whatever arrives, verdicts stay in the documented set, INVALID and IGNOREd segments
+    never change the state, and accepted ones land on a real state with a sane timeout."""
+    flow, conv = handshake()
+    t = 1.0
+    for from_client, flags, dseq, dack, data, win in segments:
+        t += 0.01
+        side = conv.c if from_client else conv.s
+        base_seq = conv.cseq if from_client else conv.sseq
+        base_ack = conv.sseq if from_client else conv.cseq
+        pkt = side(flags, data=data, win=win, seq=(base_seq + dseq) % 2**32,
+                   ack=(base_ack + dack) % 2**32)
+        before_state = flow.ct.proto_state.state
+        res = flow.send(pkt, at=t)
+        assert res.verdict in ("accept", "invalid", "repeat", "drop")
+        state = flow.ct.proto_state.state
+        assert state < TcpState.MAX
+        if res.verdict != "accept" or (res.log_invalid or "").endswith(
+                f"ignored, state {before_state.name}"):
+            assert state == before_state
+        if res.timeout is not None:
+            assert 0 < res.timeout <= 432000
+        if res.verdict == "repeat":
+            break
+
+
+def test_from_state():
+    tc = TcpConntrack.from_state("TIME_WAIT", liberal=True)
+    assert tc.state == TcpState.TIME_WAIT and tc.seen[1].flags & FLAG_BE_LIBERAL
+    assert TcpConntrack.from_state(TcpState.CLOSE).seen[0].flags == 0
+    with pytest.raises(ValueError, match="not a TCP conntrack state"):
+        TcpConntrack.from_state(TcpState.IGNORE)

@@ -33,6 +33,10 @@ How the core drives a tracker for one packet (mirrors nf_conntrack_in):
    Trackers read ``ct.seen_reply`` as the kernel does: it is still clear while the first
    reply is being processed.
 
+Known simplification: the kernel runs the header checks inside the tracker's packet
+callback, after init_conntrack allocated the entry, so a malformed first packet can still
+trigger the table-full drop or early_drop. Here error() runs before allocation.
+
 Trackers never touch the table; they read and write only ``ct.proto_state`` (and read ct's
 status, tuples and timeout).
 """

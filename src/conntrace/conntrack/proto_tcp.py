@@ -152,6 +152,19 @@ class TcpConntrack:
     last_wscale: int = 0
     last_flags: int = 0
 
+    @classmethod
+    def from_state(cls, state: TcpState | str, *, liberal: bool = False) -> "TcpConntrack":
+        """State for an entry made without its packets (a `conntrack -L` dump, a scenario):
+        like a ctnetlink-created entry, windows are unknown and each side's first segment
+        initialises them; `liberal` also skips window failures, as a mid-stream pickup does."""
+        st = TcpState[state] if isinstance(state, str) else TcpState(state)
+        if st >= TcpState.MAX:
+            raise ValueError(f"not a TCP conntrack state: {st.name}")
+        tc = cls(state=st)
+        if liberal:
+            tc.seen[0].flags = tc.seen[1].flags = FLAG_SACK_PERM | FLAG_BE_LIBERAL
+        return tc
+
 
 # --- small pure helpers -------------------------------------------------------------------
 
