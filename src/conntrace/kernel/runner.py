@@ -58,9 +58,24 @@ def check_requirements(need: tuple[str, ...] = ()) -> None:
     run_cmd(["ip", "netns", "list"], what="ip netns", timeout=10)
 
 
-def syn_timeout(retries: int) -> float:
-    """Upper bound of connect()'s SYN phase: initial RTO 1 s doubling, `retries` resends."""
-    return float(2 ** (retries + 1) - 1)
+def syn_give_up(retries: int, linear: int = 4) -> float:
+    """When connect() gives up on an unanswered SYN (seconds), Linux 6.18.
+
+    The budget is the exponential model, (2^(retries+1) - 1) s with a 1 s initial RTO
+    (tcp_model_timeout in net/ipv4/tcp_timer.c); the retransmissions themselves are spaced
+    1 s apart `linear`+1 times (net.ipv4.tcp_syn_linear_timeouts, default 4), then double.
+    The connection gives up at the first retransmission timer at or past the budget.
+    Seen on the kernel: retries 1 -> 3 SYNs, 3 s; 2 -> 6 SYNs, 7 s; 3 -> 8 SYNs, 19 s.
+    """
+    budget = 2 ** (retries + 1) - 1
+    t, rto, n = 0.0, 1.0, 0
+    while True:
+        t += rto
+        if t >= budget:
+            return t
+        n += 1
+        if n > linear:
+            rto *= 2
 
 
 @dataclass
@@ -172,7 +187,7 @@ class KernelRun:
                 if retries is None:
                     retries = int(self.sc.hosts[s.host].sysctls.get(
                         "net.ipv4.tcp_syn_retries", DEFAULT_SYSCTLS["net.ipv4.tcp_syn_retries"]))
-                args["connect_cap"] = syn_timeout(retries) + 5.0
+                args["connect_cap"] = syn_give_up(retries) + 3.0
                 dur = args["connect_cap"] + AGENT_ECHO_WAIT + a.get("hold", 0.0)
             else:
                 dur = (a.get("count", 1) - 1) * a.get("interval", 1.0) + AGENT_REPLY_WAIT
