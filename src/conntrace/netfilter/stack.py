@@ -394,13 +394,16 @@ class PacketWalk:
 
     # -- ICMP errors the stack itself sends -------------------------------------------------
     def _icmp_error(self, icmp_type: int, code: int) -> None:
-        from ..ruleset.targets.reject import build_icmp_error  # the one ICMP error builder
+        from ..ruleset.targets.icmp_send import icmp_error  # the one ICMP error builder
 
-        reply = build_icmp_error(self.pkt, icmp_type, code, self.host)
+        reply, why = icmp_error(self.host, self.pkt, icmp_type, code, now=self.now,
+                                rng=self.host.rng, in_iface=self.pkt.meta.in_iface,
+                                input_route=self.origin == "wire")
         if reply is not None:
-            self._generated.append(GeneratedPacket(reply, f"ICMP type {icmp_type} code {code}"))
+            reply.label = f"ICMP type {icmp_type} code {code}"
+            self._generated.append(GeneratedPacket(reply, why))
         else:
-            self.trace.add(NoteStep("no ICMP error is sent for this packet"))
+            self.trace.add(NoteStep(why))
 
 
 def attach(host: "Host", ncpus: int = 2) -> NetfilterStack:

@@ -192,9 +192,12 @@ class World:
         self._finish_walk(host_name, walk.run())
 
     def icmp_error(self, host_name: str, pkt: Packet, icmp_type: int, code: int, why: str) -> None:
-        from ..ruleset.targets.reject import build_icmp_error
+        """The host answers a delivered packet with an ICMP error (closed UDP port...)."""
+        from ..ruleset.targets.icmp_send import icmp_error
 
-        reply = build_icmp_error(pkt, icmp_type, code, self.hosts[host_name])
+        host = self.hosts[host_name]
+        reply, _reason = icmp_error(host, pkt, icmp_type, code, now=self.now, rng=host.rng,
+                                    in_iface=pkt.meta.in_iface, input_route=pkt.meta.in_iface is not None)
         if reply is not None:
             reply.label = f"ICMP {why}"
             self.local_send(host_name, reply)
