@@ -1,6 +1,7 @@
 """Option parsing shared by the target extensions: libxtables number, mark/mask and port
 syntax (libxtables/xtables.c, xtoptions.c) and the kernel's table/hook checks
-(x_tables.c xt_check_target), with the same wording in errors."""
+(x_tables.c xt_check_target), with the same wording in errors. Messages do not repeat the
+extension's name: the parser puts "NAME target: " in front."""
 
 from __future__ import annotations
 
@@ -62,9 +63,9 @@ def check_plain(ext: str, opts: Sequence[Opt]) -> None:
     seen: set[str] = set()
     for o in opts:
         if o.inverted:
-            raise ExtParseError(f"{ext}: option '{o.written or o.name}' cannot be inverted")
+            raise ExtParseError(f"option '{o.written or o.name}' cannot be inverted")
         if o.name in seen:
-            raise ExtParseError(f"{ext}: option '{o.written or o.name}' can only be used once")
+            raise ExtParseError(f"option '{o.written or o.name}' can only be used once")
         seen.add(o.name)
 
 
@@ -73,7 +74,7 @@ def check_exclusive(ext: str, opts: Sequence[Opt], names: Iterable[str]) -> None
     group = set(names)
     used = [o for o in opts if o.name in group]
     if len(used) > 1:
-        raise ExtParseError(f"{ext}: option '{used[0].name}' cannot be used together with "
+        raise ExtParseError(f"option '{used[0].name}' cannot be used together with "
                             f"'{used[1].name}'")
 
 
@@ -83,16 +84,16 @@ def arg(opt: Opt) -> str:
 
 def check_table_hook(cls, pctx: ParseContext) -> None:
     """xt_check_target: the target's .table and .hooks, with the kernel's own messages
-    ("REJECT target: only valid in filter table, not raw"). A user chain's hooks are only
+    ("only valid in filter table, not raw"). A user chain's hooks are only
     known once the ruleset is loaded; `hook_error` covers that case."""
     tables = cls.valid_tables
     if tables is not None and pctx.table not in tables:
         only = "/".join(sorted(tables))
-        raise ExtParseError(f"{cls.name} target: only valid in {only} table, not {pctx.table}")
+        raise ExtParseError(f"only valid in {only} table, not {pctx.table}")
     if pctx.chain in HOOK_ORDER:
         msg = hook_error(cls, frozenset({pctx.chain}))
         if msg:
-            raise ExtParseError(msg)
+            raise ExtParseError(msg.split(" target: ", 1)[1])
 
 
 def hook_error(cls, hooks: frozenset[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""CONNMARK: the conntrack mark (net/netfilter/xt_connmark.c connmark_tg_shift, revision 2).
+"""the conntrack mark (net/netfilter/xt_connmark.c connmark_tg_shift, revision 2).
 
 - set:     ct->mark = ((ct->mark & ~ctmask) ^ ctmark) shifted
 - save:    ct->mark = (ct->mark & ~ctmask) ^ ((skb->mark & nfmask) shifted)
@@ -71,18 +71,18 @@ class ConnmarkTarget(TargetExt):
             elif o.name == "--restore-mark":
                 mode = "restore"
             elif o.name == "--mask":
-                nfmask = ctmask = parse_uint(a, "CONNMARK --mask")
+                nfmask = ctmask = parse_uint(a, "--mask")
             elif o.name == "--ctmask":
-                ctmask = parse_uint(a, "CONNMARK --ctmask")
+                ctmask = parse_uint(a, "--ctmask")
             elif o.name == "--nfmask":
-                nfmask = parse_uint(a, "CONNMARK --nfmask")
+                nfmask = parse_uint(a, "--nfmask")
             else:  # --left-shift-mark / --right-shift-mark
-                bits = parse_uint(a, f"CONNMARK {o.name}", 0, 32)
+                bits = parse_uint(a, f"{o.name}", 0, 32)
                 left = o.name == "--left-shift-mark"
                 if bits == 32:
                     raise ExtUnsupported(o.name, "a 32-bit shift of a u32 is undefined in C")
         if mode is None:
-            raise ExtParseError("CONNMARK target: no operation specified (expected --set-xmark, "
+            raise ExtParseError("no operation specified (expected --set-xmark, "
                                 "--set-mark, --and-mark, --or-mark, --xor-mark, --save-mark or "
                                 "--restore-mark)")
         if mode == "set":
@@ -110,7 +110,7 @@ class ConnmarkTarget(TargetExt):
         ct = ctx.ct
         meta = ctx.pkt.meta
         if ct is None:
-            ctx.emit(Note(f"CONNMARK --{self.mode}: the packet has no conntrack, nothing done"))
+            ctx.emit(Note(f"--{self.mode}: the packet has no conntrack, nothing done"))
             return CONTINUE
         if self.mode == "restore":
             meta.mark = (meta.mark & ~self.nfmask & U32_MAX) ^ self._shift(ct.mark & self.ctmask)

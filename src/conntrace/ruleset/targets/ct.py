@@ -91,15 +91,15 @@ class CtTarget(TargetExt):
                     from_mark = True  # XT_CT_ZONE_MARK stays set once given
                 else:
                     try:
-                        zone = parse_uint(a, f"CT {o.name}", 0, ZONE_MASK)
+                        zone = parse_uint(a, f"{o.name}", 0, ZONE_MASK)
                     except ExtParseError:
-                        raise ExtParseError(f"CT {o.name}: cannot parse '{a}' as a zone id "
+                        raise ExtParseError(f"{o.name}: cannot parse '{a}' as a zone id "
                                             "(expected 0-65535 or 'mark')") from None
             elif o.name in ("--ctevents", "--expevents"):
                 table = CT_EVENTS if o.name == "--ctevents" else EXP_EVENTS
                 for ev in a.split(","):
                     if ev not in table:
-                        raise ExtParseError(f"CT {o.name}: unknown event type '{ev}' (expected "
+                        raise ExtParseError(f"{o.name}: unknown event type '{ev}' (expected "
                                             f"a comma list of {', '.join(table)})")
                 unsupported = unsupported or (o.name, "conntrack event filtering is not modelled")
             elif o.name == "--helper":
@@ -125,7 +125,7 @@ class CtTarget(TargetExt):
     def apply(self, ctx: "EvalContext") -> Verdict:
         meta = ctx.pkt.meta
         if _already_seen(meta):
-            ctx.emit(Note("CT: the packet already has a conntrack, template or NOTRACK; "
+            ctx.emit(Note("the packet already has a conntrack, template or NOTRACK; "
                           "left as it is"))
             return CONTINUE
         if self.notrack:
@@ -148,7 +148,7 @@ class NotrackTarget(TargetExt):
     def parse(cls, opts: Sequence[Opt], pctx: ParseContext) -> "NotrackTarget":
         check_table_hook(cls, pctx)
         if opts:
-            raise ExtParseError(f"NOTRACK takes no options (got {opts[0].written or opts[0].name})")
+            raise ExtParseError(f"takes no options (got {opts[0].written or opts[0].name})")
         return cls()
 
     def render(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""MARK: rewrite the packet mark (net/netfilter/xt_mark.c mark_tg, revision 2).
+"""rewrite the packet mark (net/netfilter/xt_mark.c mark_tg, revision 2).
 
 Every option is stored as the kernel's (mark, mask) pair, which is also what iptables-save
 prints: `--set-xmark mark/mask`; the kernel does skb->mark = (skb->mark & ~mask) ^ mark.
@@ -22,7 +22,7 @@ _OPS = ("--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark")
 def xmark_from_option(name: str, text: str, ext: str) -> tuple[int, int]:
     """(mark, mask) for one MARK/CONNMARK operation, as libxt_MARK/libxt_CONNMARK fill it:
     --set-mark v/m keeps the bits of v too (mask v|m); and/or/xor take a bare number."""
-    what = f"{ext} {name}"
+    what = name
     if name == "--set-xmark":
         return parse_mark_mask(text, what)
     if name == "--set-mark":
@@ -51,7 +51,7 @@ class MarkTarget(TargetExt):
         check_plain(cls.name, opts)
         check_exclusive(cls.name, opts, _OPS)
         if not opts:
-            raise ExtParseError("MARK: one of --set-xmark, --set-mark, --and-mark, --or-mark "
+            raise ExtParseError("one of --set-xmark, --set-mark, --and-mark, --or-mark "
                                 "or --xor-mark is required")
         mark, mask = xmark_from_option(opts[0].name, arg(opts[0]), cls.name)
         return cls(mark, mask)

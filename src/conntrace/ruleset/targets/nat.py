@@ -53,25 +53,25 @@ def _port_or_service(text: str, lo: int, pctx: ParseContext) -> tuple[int, str]:
 def parse_ports(text: str, pctx: ParseContext, ext: str) -> _Ports:
     """parse_ports in libxt_NAT.c: `port`, `port-port` or `port-port/base`."""
     if pctx.proto not in PORT_PROTOS:
-        raise ExtParseError(f"{ext}: need TCP, UDP, SCTP or DCCP with port specification "
+        raise ExtParseError(f"need TCP, UDP, SCTP or DCCP with port specification "
                             "(add -p tcp or -p udp)")
     lo, rest = _port_or_service(text, 0, pctx)
     if rest == "":
         return _Ports(lo, lo, None)
     if rest.startswith(":"):
-        raise ExtParseError(f"{ext}: invalid port:port syntax in '{text}' - use a dash")
+        raise ExtParseError(f"invalid port:port syntax in '{text}' - use a dash")
     if not rest.startswith("-"):
-        raise ExtParseError(f"{ext}: garbage after port value: '{rest}'")
+        raise ExtParseError(f"garbage after port value: '{rest}'")
     got = strtoul_prefix(rest[1:])
     if got is None or got[0] > 0xFFFF:
-        raise ExtParseError(f"{ext}: port '{rest[1:]}' not valid (expected a number 0-65535)")
+        raise ExtParseError(f"port '{rest[1:]}' not valid (expected a number 0-65535)")
     hi, rest = got
     if hi < lo:
-        raise ExtParseError(f"{ext}: port range '{text}' is reversed (expected low-high)")
+        raise ExtParseError(f"port range '{text}' is reversed (expected low-high)")
     if rest == "":
         return _Ports(lo, hi, None)
     if not rest.startswith("/"):
-        raise ExtParseError(f"{ext}: garbage after port range: '{rest}'")
+        raise ExtParseError(f"garbage after port range: '{rest}'")
     base, _ = _port_or_service(rest[1:], 1, pctx)  # trailing text is not checked here
     return _Ports(lo, hi, base)
 
@@ -93,7 +93,7 @@ def parse_to(text: str, pctx: ParseContext, ext: str) -> tuple[object, object, _
     start = text
     if "[" in text:
         if pctx.family == 4 or "]" not in text:
-            raise ExtParseError(f"{ext}: invalid address format '{text}'")
+            raise ExtParseError(f"invalid address format '{text}'")
         start = text[text.index("[") + 1:text.index("]")]
         after = text[text.index("]") + 1:]
         colon = after.find(":")
@@ -175,10 +175,10 @@ class _NatTarget(TargetExt):
                 else:
                     lo, hi, ports = parse_to(arg(o), pctx, cls.name)
         if cls.mandatory and cls.range_option not in flags:
-            raise ExtParseError(f"{cls.name}: option '{cls.range_option}' must be specified")
+            raise ExtParseError(f"option '{cls.range_option}' must be specified")
         if ports is not None and ports.base is not None and cls.name != "DNAT":
             if cls.name == "REDIRECT":
-                raise ExtParseError("REDIRECT: shifted portmap ranges (port-port/base) are not "
+                raise ExtParseError("shifted portmap ranges (port-port/base) are not "
                                     "supported")
             # iptables keeps the offset flag but drops the base (saved as /0)
             raise ExtUnsupported(cls.range_option, "a port offset (/base) is only modelled "
@@ -294,7 +294,7 @@ def parse_prefix(text: str, family: int, ext: str):
             except ValueError:
                 dotted = None
             if dotted is None or dotted.version != family:
-                raise ExtParseError(f"{ext}: bad mask '{mask}' (expected a prefix length "
+                raise ExtParseError(f"bad mask '{mask}' (expected a prefix length "
                                     f"0-{addr.max_prefixlen} or a dotted mask)")
             value = int(dotted)
             bits = bin(value).count("1")
@@ -322,8 +322,8 @@ class NetmapTarget(_NatTarget):
         check_table_hook(cls, pctx)
         check_plain(cls.name, opts)
         if not opts:
-            raise ExtParseError("NETMAP: option '--to' must be specified")
-        return cls(parse_prefix(arg(opts[0]), pctx.family, "NETMAP --to"))
+            raise ExtParseError("option '--to' must be specified")
+        return cls(parse_prefix(arg(opts[0]), pctx.family, "--to"))
 
     def render(self) -> list[str]:
         return ["--to", str(self.prefix)]

@@ -49,18 +49,18 @@ def parse_tos_value_mask(text: str) -> tuple[int, int]:
         if rest.startswith("/"):
             m = strtoul_prefix(rest[1:])
             if m is None or m[0] > 0xFF:
-                raise ExtParseError(f"TOS --set-tos: illegal value '{text}' (expected value[/mask] "
+                raise ExtParseError(f"--set-tos: illegal value '{text}' (expected value[/mask] "
                                     "with 8-bit numbers)")
             mask, rest = m
         if rest:
-            raise ExtParseError(f"TOS --set-tos: illegal value '{text}' (expected value[/mask] "
+            raise ExtParseError(f"--set-tos: illegal value '{text}' (expected value[/mask] "
                                 "with 8-bit numbers)")
         return value, mask
     sym = TOS_SYMBOLS.get(text.lower())
     if sym is None:
         names = ", ".join(("Minimize-Delay", "Maximize-Throughput", "Maximize-Reliability",
                            "Minimize-Cost", "Normal-Service"))
-        raise ExtParseError(f"TOS --set-tos: symbolic name '{text}' is unknown (expected "
+        raise ExtParseError(f"--set-tos: symbolic name '{text}' is unknown (expected "
                             f"value[/mask] or one of {names})")
     return sym, TOS_SYMBOL_MASK
 
@@ -71,7 +71,7 @@ def dscp_from_class(text: str) -> int:
     for cls_name, value in DSCP_CLASSES:
         if up.startswith(cls_name):
             return value
-    raise ExtParseError(f"DSCP --set-dscp-class: invalid class '{text}' (expected CS0-CS7, "
+    raise ExtParseError(f"--set-dscp-class: invalid class '{text}' (expected CS0-CS7, "
                         "AF11-AF43, EF or BE)")
 
 
@@ -91,12 +91,12 @@ class TosTarget(TargetExt):
         check_plain(cls.name, opts)
         check_exclusive(cls.name, opts, _TOS_OPS)
         if not opts:
-            raise ExtParseError("TOS: an action is required (--set-tos, --and-tos, --or-tos "
+            raise ExtParseError("an action is required (--set-tos, --and-tos, --or-tos "
                                 "or --xor-tos)")
         o = opts[0]
         if o.name == "--set-tos":
             return cls(*parse_tos_value_mask(arg(o)))
-        bits = parse_uint(arg(o), f"TOS {o.name}", 0, 0xFF)
+        bits = parse_uint(arg(o), f"{o.name}", 0, 0xFF)
         if o.name == "--and-tos":
             return cls(0, ~bits & 0xFF)
         if o.name == "--or-tos":
@@ -128,10 +128,10 @@ class DscpTarget(TargetExt):
         check_plain(cls.name, opts)
         check_exclusive(cls.name, opts, ("--set-dscp", "--set-dscp-class"))
         if not opts:
-            raise ExtParseError("DSCP target: --set-dscp or --set-dscp-class is required")
+            raise ExtParseError("--set-dscp or --set-dscp-class is required")
         o = opts[0]
         if o.name == "--set-dscp":
-            return cls(parse_uint(arg(o), "DSCP --set-dscp", 0, DSCP_MAX))
+            return cls(parse_uint(arg(o), "--set-dscp", 0, DSCP_MAX))
         return cls(dscp_from_class(arg(o)))
 
     def render(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""TRACE: flag the packet for rule tracing (net/netfilter/xt_TRACE.c: skb->nf_trace = 1).
+"""flag the packet for rule tracing (net/netfilter/xt_TRACE.c: skb->nf_trace = 1).
 
 xt_TRACE is registered with .table = "raw", so legacy iptables refuses it elsewhere. Note:
 iptables-nft translates -j TRACE to `meta nftrace set 1`, which the kernel accepts in any
@@ -27,7 +27,7 @@ class TraceTarget(TargetExt):
     def parse(cls, opts: Sequence[Opt], pctx: ParseContext) -> "TraceTarget":
         check_table_hook(cls, pctx)
         if opts:
-            raise ExtParseError(f"TRACE takes no options (got {opts[0].written or opts[0].name})")
+            raise ExtParseError(f"takes no options (got {opts[0].written or opts[0].name})")
         return cls()
 
     def render(self) -> list[str]:

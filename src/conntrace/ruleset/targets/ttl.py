@@ -1,4 +1,4 @@
-"""TTL: set, decrement or increment the IPv4 TTL (net/netfilter/xt_HL.c ttl_tg).
+"""set, decrement or increment the IPv4 TTL (net/netfilter/xt_HL.c ttl_tg).
 
 The result saturates at 0 and 255; the rule is mangle-only (.table = "mangle")."""
 
@@ -39,11 +39,11 @@ class TtlTarget(TargetExt):
         check_plain(cls.name, opts)
         check_exclusive(cls.name, opts, _OPS)
         if not opts:
-            raise ExtParseError("TTL: an action is required (--ttl-set, --ttl-dec or --ttl-inc)")
+            raise ExtParseError("an action is required (--ttl-set, --ttl-dec or --ttl-inc)")
         o = opts[0]
         mode = o.name[len("--ttl-"):]
         # libipt_TTL: set takes 0-255, dec/inc 1-255
-        value = parse_uint(arg(o), f"TTL {o.name}", 0 if mode == "set" else 1, 255)
+        value = parse_uint(arg(o), f"{o.name}", 0 if mode == "set" else 1, 255)
         return cls(mode, value)
 
     def render(self) -> list[str]:
