@@ -148,11 +148,11 @@ class ConntrackMatch(MatchExt):
                 kw["proto"], kw["proto_inv"] = _parse_proto(arg), o.inverted
             elif n in _ADDR_OPTS:
                 addr, plen = parse_addr_mask(arg, pctx.family, n)
-                kw[n[2:]] = _Addr(addr, plen, o.inverted)
+                kw[n[4:]] = _Addr(addr, plen, o.inverted)
             elif n in _PORT_OPTS:
                 # libxt_conntrack conntrack_ps_ports: no min <= max check (8:7 never matches)
                 lo, hi = parse_port_range(arg, None, check_order=False)
-                kw[n[2:]] = _Ports(lo, hi, o.inverted)
+                kw[n[4:]] = _Ports(lo, hi, o.inverted)
             elif n == "--ctstatus":
                 status = 0
                 for tok in arg.split(","):
