@@ -201,8 +201,17 @@ class NetDevices:
             return RouteResult(type=RouteType.UNREACHABLE)
         if best.type is not RouteType.UNICAST:
             return RouteResult(type=best.type, route=best)
-        src = best.src or self.select_source(best.dev, best.via or dst)
-        return RouteResult(type=RouteType.UNICAST, dev=best.dev, gateway=best.via, src=src,
+        dev = best.dev
+        if dev is None and best.via is not None:
+            # `via GW` without `dev`: the device is the one GW is directly reachable on
+            for r in self.connected_routes():
+                if best.via.version == r.dst.version and best.via in r.dst:
+                    dev = r.dev
+                    break
+            else:
+                return RouteResult(type=RouteType.UNREACHABLE, route=best)
+        src = best.src or self.select_source(dev, best.via or dst)
+        return RouteResult(type=RouteType.UNICAST, dev=dev, gateway=best.via, src=src,
                            route=best)
 
     def select_source(self, dev: str | None, target: IPAddress) -> IPAddress | None:

@@ -228,20 +228,24 @@ class PacketWalk:
         raise AssertionError(cb)
 
     def _dropped_at(self, verdict: Verdict, hook: Hook) -> Fate:
-        where = hook.value
+        """Where the walk ended: the rule or policy that said DROP (REJECT counts as
+        "rejected"), or the conntrack/NAT step that dropped it."""
+        where, result = hook.value, "dropped"
         for step in reversed(self.trace.steps):
-            kind = getattr(step, "kind", "")
-            if kind in ("rule", "policy") and getattr(step, "verdict", None) in ("DROP", "QUEUE", "STOLEN"):
-                where = f"{step.table}/{step.chain}" + (
-                    f" rule {step.index}" + (f" ({step.source})" if step.source else "")
-                    if kind == "rule" else " policy")
+            kind = step.kind
+            if kind in ("rule", "policy") and step.verdict in ("DROP", "QUEUE", "STOLEN"):
+                if kind == "policy":
+                    where = f"{step.table}/{step.chain} policy"
+                else:
+                    where = f"{step.table}/{step.chain} rule {step.index}" + (
+                        f" ({step.source})" if step.source else "")
+                    if " -j REJECT" in step.text:
+                        result = "rejected"
                 break
-            if kind in ("confirm", "nat", "conntrack") and getattr(step, "action", getattr(step, "result", "")) in ("dropped", "drop"):
+            if kind in ("confirm", "nat", "conntrack") and \
+                    getattr(step, "action", getattr(step, "result", "")) in ("dropped", "drop"):
                 where = f"{hook.value} {kind}"
                 break
-        result = "dropped"
-        if self._generated and any(g.reason.startswith("REJECT") for g in self._generated):
-            result = "rejected"
         if verdict.kind is VerdictKind.QUEUE:
             result = "queued"
         return Fate(result, where, verdict.reason)

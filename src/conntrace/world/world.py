@@ -149,7 +149,8 @@ class World:
         elif step.kind == "conntrack_flush":
             host = self.hosts[step.host]
             if host.conntrack is not None:
-                host.conntrack.table.flush(self.now, portid=0)
+                # the netlink port id of the `conntrack -F` process (any non-zero id)
+                host.conntrack.table.flush(self.now, portid=4000 + index)
             st.result = "done"
         elif step.kind == "rules":
             load_rules_into(self.hosts[step.host], a["rules"], a["origin"], noflush=a["noflush"],
