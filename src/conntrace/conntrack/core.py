@@ -18,6 +18,7 @@ from ..packet import IPPROTO_ICMP, IPPROTO_ICMPV6, Packet
 from .defs import ConntrackEventType, CtInfo, CtState, Dir, Status
 from .entry import ConntrackEntry, tuple_of
 from .l4 import L4Result, TrackEnv, tracker_for
+from .proto_icmp import icmp_error_related
 from .table import ConntrackTable, CtEvent, snapshot
 
 if TYPE_CHECKING:
@@ -238,21 +239,14 @@ class Conntrack:
     def _icmp_error(self, pkt: Packet, zone: int, now: float, cpu: int, trace) -> Verdict:
         """nf_conntrack_inet_error: an ICMP error is RELATED to the entry its embedded
         packet belongs to, if the outer destination matches that direction's destination."""
-        inner = pkt.icmp.embedded if pkt.icmp else None
-        inner_tuple = tuple_of(inner).invert() if inner is not None else None
-        hit = self.table.find(zone, inner_tuple, now) if inner_tuple is not None else None
-        if hit is None:
+        found = icmp_error_related(pkt, lambda tup: self.table.find(zone, tup, now))
+        if isinstance(found, L4Result):
             self.table.stat(cpu, "error")
-            self._trace(trace, "invalid", pkt, detail="ICMP error for no known connection")
+            self._log_invalid(pkt, pkt.proto, found.log_invalid)
+            self._trace(trace, "invalid", pkt, detail=found.log_invalid or
+                        "ICMP error for no known connection")
             return ACCEPT
-        ct, d = hit
-        if pkt.dst != ct.tuple(d).dst:
-            self.table.stat(cpu, "error")
-            self._log_invalid(pkt, pkt.proto, f"outer daddr {pkt.dst} != inner {ct.tuple(d).dst}")
-            self._trace(trace, "invalid", pkt, detail=f"outer daddr {pkt.dst} != inner {ct.tuple(d).dst}")
-            return ACCEPT
-        pkt.meta.ct = ct
-        pkt.meta.ctinfo = CtInfo.RELATED_REPLY if d is Dir.REPLY else CtInfo.RELATED
+        pkt.meta.ct, pkt.meta.ctinfo = found
         self._trace(trace, "related", pkt, detail="ICMP error about this connection")
         return ACCEPT
 
