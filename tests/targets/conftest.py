@@ -74,5 +74,17 @@ def icmp(src: str, dst: str, type_: int = 8, code: int = 0, ident: int = 1, seq:
                   payload_len=payload, **kw)
 
 
+def make_router() -> Host:
+    """The tests/conftest.py router, for tests that cannot use a fixture (hypothesis)."""
+    from conntrace.host.netdev import Interface
+    h = Host("r")
+    h.devices.add_interface(Interface("eth0", mac="02:00:00:00:01:01", addresses=[
+        ipaddress.ip_interface("10.0.1.1/24"), ipaddress.ip_interface("10.0.1.100/24")]))
+    h.devices.add_interface(Interface("eth1", mac="02:00:00:00:02:01", addresses=[
+        ipaddress.ip_interface("10.0.2.1/24")]))
+    h.sysctls.set("net.ipv4.ip_forward", 1)
+    return h
+
+
 def net(text: str):
     return ipaddress.ip_network(text)
