@@ -39,7 +39,8 @@ def run_cmd(argv: list[str], *, input: str | None = None, timeout: float = 15.0,
     except FileNotFoundError:
         raise HarnessError(f"{argv[0]} is not installed (needed for {what or 'the harness'})") from None
     if check and cp.returncode != 0:
-        msg = (cp.stderr or cp.stdout).strip().splitlines()
+        msg = [l.strip() for l in (cp.stderr or cp.stdout).splitlines()
+               if l.strip() and not l.strip().startswith("Try `")]
         detail = "; ".join(msg[-3:]) if msg else f"exit status {cp.returncode}"
         raise HarnessError(f"{what or ' '.join(argv)}: {detail}")
     return cp

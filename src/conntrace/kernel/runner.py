@@ -399,8 +399,10 @@ class KernelRun:
             out.steps[p.index] = self._step_outcome(p.index, p.step, reply)
         if self.sc.run_until is not None:
             delay = self.t0 + self.sc.run_until - time.monotonic()
+            if delay > self._left():
+                raise HarnessError(f"run_until {self.sc.run_until} s lies beyond the time limit")
             if delay > 0:
-                time.sleep(min(delay, self._left()))
+                time.sleep(delay)
         time.sleep(SETTLE)
         out.elapsed = round(time.monotonic() - self.t0, 3)
         return out
