@@ -194,13 +194,12 @@ def tokenize(text: str, file: str = "<input>", line: int | None = None) -> list[
         elif not buf:
             continue
         # a closing quote or a blank after a word
-        word = "".join(buf)
-        if len(word) >= 1024:
-            raise InputError("parameter too long (1023 characters at most)", file, line)
-        out.append(word)
+        out.append("".join(buf))
         buf = []
     if buf:
         out.append("".join(buf))
+    if any(len(w) >= 1024 for w in out):
+        raise InputError("parameter too long (1023 characters at most)", file, line)
     return out
 
 
