@@ -189,6 +189,9 @@ class Packet:
     meta: SkbMeta = field(default_factory=SkbMeta)
     # A short human label used by traces ("SYN", "reply", "reject for #3", ...)
     label: str = ""
+    # Which scenario step sent it (kept across hops and NAT): lets the model say exactly
+    # which client step a server's connection came from.
+    flow_tag: int | None = None
     # The payload bytes when known (a decoded capture); None means payload_len zero bytes.
     payload: bytes | None = None
 

@@ -72,6 +72,7 @@ class TcpConn:
     listener_name: str = ""
 
     sock: object = None  # the host.Socket registered for lookups
+    tag: int | None = None  # the scenario step this connection belongs to
 
     def key(self) -> tuple:
         return (self.laddr, self.lport, self.raddr, self.rport)
@@ -121,7 +122,7 @@ class SocketLayer:
                         options=options)
         meta = SkbMeta(sock_uid=c.uid, sock_gid=c.gid)
         return Packet(src=c.laddr, dst=c.raddr, proto=6, l4=tcp, payload_len=payload,
-                      ip_id=self.world.next_ip_id(), df=True, meta=meta)
+                      ip_id=self.world.next_ip_id(), df=True, meta=meta, flow_tag=c.tag)
 
     def _send(self, pkt: Packet, label: str) -> None:
         pkt.label = label
@@ -154,7 +155,8 @@ class SocketLayer:
             return
         c = TcpConn(self.host_name, laddr, lport, dst, dport, "SYN_SENT",
                     iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=uid, gid=gid, step=step,
-                    payload=payload, close=close, hold=hold, syn_retries=syn_retries)
+                    payload=payload, close=close, hold=hold, syn_retries=syn_retries,
+                    tag=step.index)
         c.snd_nxt = c.iss + 1
         self._add_conn(c)
         step.local_addr, step.local_port = str(laddr), lport
@@ -292,7 +294,7 @@ class SocketLayer:
                 c = TcpConn(self.host_name, pkt.dst, tcp.dport, pkt.src, tcp.sport, "SYN_RECV",
                             iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=lst.uid,
                             gid=lst.gid, server=True, echo=lst.echo,
-                            listener_name=lst.name)
+                            listener_name=lst.name, tag=pkt.flow_tag)
                 c.snd_nxt = c.iss + 1
                 c.rcv_nxt = tcp.seq + 1
                 self._add_conn(c)
@@ -317,7 +319,7 @@ class SocketLayer:
         from ..scenario.outcome import ServerSaw
 
         self.world.server_saw(ServerSaw(self.host_name, "tcp", str(c.laddr), c.lport,
-                                        str(c.raddr), c.rport))
+                                        str(c.raddr), c.rport), c.tag)
 
     # -- UDP -------------------------------------------------------------------------------
     def udp_send(self, step: StepState, dst: IPAddress, dport: int, *, sport: int | None,
@@ -331,7 +333,8 @@ class SocketLayer:
         pkt = Packet(src=laddr, dst=dst, proto=17,
                      l4=UdpHeader(sport=step.local_port, dport=dport), payload_len=payload,
                      ip_id=self.world.next_ip_id(), df=True,
-                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"datagram {step.sent}")
+                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"datagram {step.sent}",
+                     flow_tag=step.index)
         self.world.local_send(self.host_name, pkt)
 
     def udp_input(self, pkt: Packet) -> None:
@@ -349,12 +352,13 @@ class SocketLayer:
         from ..scenario.outcome import ServerSaw
 
         self.world.server_saw(ServerSaw(self.host_name, "udp", str(pkt.dst), udp.dport,
-                                        str(pkt.src), udp.sport))
+                                        str(pkt.src), udp.sport), pkt.flow_tag)
         if lst.echo:
             reply = Packet(src=pkt.dst, dst=pkt.src, proto=17,
                            l4=UdpHeader(sport=udp.dport, dport=udp.sport),
                            payload_len=pkt.payload_len, ip_id=self.world.next_ip_id(), df=True,
-                           meta=SkbMeta(sock_uid=lst.uid, sock_gid=lst.gid), label="echo")
+                           meta=SkbMeta(sock_uid=lst.uid, sock_gid=lst.gid), label="echo",
+                           flow_tag=pkt.flow_tag)
             self.world.local_send(self.host_name, reply)
 
     # -- ICMP ------------------------------------------------------------------------------
@@ -366,7 +370,8 @@ class SocketLayer:
         step.sent += 1
         pkt = Packet(src=laddr, dst=dst, proto=1, l4=IcmpHeader(type=8, code=0, id=icmp_id, seq=seq),
                      payload_len=payload, ip_id=self.world.next_ip_id(), df=True,
-                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"echo request {seq}")
+                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"echo request {seq}",
+                     flow_tag=step.index)
         self.world.local_send(self.host_name, pkt)
 
     def icmp_input(self, pkt: Packet) -> None:

@@ -139,6 +139,7 @@ class World:
             spec = parse_packet_spec(a["spec"], str(step.where) if step.where else "packet")
             pkt = spec.packet
             pkt.label = step.name or "crafted packet"
+            pkt.flow_tag = index
             if a["mode"] == "send":
                 self.local_send(step.host, pkt)
             else:
@@ -203,11 +204,12 @@ class World:
             reply.label = f"ICMP {why}"
             self.local_send(host_name, reply)
 
-    def server_saw(self, saw: ServerSaw) -> None:
+    def server_saw(self, saw: ServerSaw, tag: int | None) -> None:
+        """A server accepted a connection or received a datagram; `tag` names the step that
+        sent it (packets keep it across hops and NAT)."""
         self.server_seen.append(saw)
-        # attribute it to the client step whose socket it came from, when we know it
-        for st in reversed(self.step_states):
-            if st.local_port == saw.peer_port and st.kind in ("tcp_connect", "udp"):
+        for st in self.step_states:
+            if st.index == tag:
                 st.server_saw.append(saw)
                 return
 
