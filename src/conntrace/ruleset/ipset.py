@@ -11,6 +11,7 @@ Membership (net/netfilter/ipset/ip_set_hash_*.c, ip_set_bitmap_*.c, ip_set_list_
 - hash:*net* types try prefixes from the longest; the first entry found decides, and a
   `nomatch` entry means "not in the set";
 - ports carry their protocol: ICMP's "port" is type<<8|code, other protocols have port 0;
+  bitmap:port counts only TCP and UDP ports;
 - list:set asks its members in order.
 Timeouts are kept as written; entries expire only when `test(..., now=)` says how many
 seconds have passed since the save (the model has no other clock for ipsets).
@@ -153,6 +154,9 @@ class IpSet:
         live = [e for e in self.entries
                 if now is None or not e.timeout or now < e.timeout]
         if self.type == "bitmap:port":
+            # ip_set_get_ip_port (ip_set_bitmap_port.c): only TCP and UDP ports count
+            if vals[0][0] not in (6, 17):
+                return False
             return any(e.key[0][1] == vals[0][1] for e in live)
         # the longest prefix decides; ip dims are exact (/32, or /netmask when set)
         best: IpSetEntry | None = None
