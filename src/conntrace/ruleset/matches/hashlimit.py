@@ -19,7 +19,9 @@ never reached by the model.
 
 Entries idle for --hashlimit-htable-expire ms (default: the rate's unit, e.g. 60000 for
 N/min) are removed by a garbage collector that runs every --hashlimit-htable-gcinterval ms
-(default 1000) from the table's creation; until then an idle entry keeps refilling.
+(default 1000) at a phase we do not know: an entry is surely gone one gc interval after it
+expired; in between, the model keeps it and flags the result uncertain when a fresh
+entry (full burst) would hold more credit.
 """
 
 from __future__ import annotations
@@ -117,7 +119,6 @@ class HashlimitTable:
     """struct xt_hashlimit_htable: the settings it was created with and its entries."""
 
     cfg: "HashlimitMatch"
-    created: int  # jiffies
     entries: dict = field(default_factory=dict)
 
 
@@ -313,42 +314,59 @@ class HashlimitMatch(MatchExt):
         tkey = (self.family, self.htable_name)
         table = tables.get(tkey)
         if table is None:
-            table = tables[tkey] = HashlimitTable(self, now)
+            table = tables[tkey] = HashlimitTable(self)
         cfg = table.cfg
-        _gc(table, now)
         key = self._key(cfg, ctx)
         if key is None:
             ctx.mark_uncertain("hashlimit: the port bytes this packet would hash are not "
                                "modelled (fragment or header without ports)")
             return False
+        gc_step = max(1, (cfg.gc_interval * HZ + 999) // 1000)
+        _collect(table, now, gc_step)
         expires = now + (cfg.expire * HZ + 999) // 1000  # msecs_to_jiffies rounds up
         ent = table.entries.get(key)
+        if ent is not None and ent.expires <= now:
+            # expired but maybe not collected yet: the garbage collector runs every
+            # gc_interval at a phase the model does not know
+            if _recalc(ent, now).credit < ent.cap:  # a fresh entry would start full
+                ctx.mark_uncertain(
+                    f"hashlimit {self.htable_name}: the entry expired "
+                    f"{(now - ent.expires) / HZ:.3f}s ago; if the garbage collector (every "
+                    f"{cfg.gc_interval} ms) already removed it, the bucket restarts full; "
+                    "assumed not yet")
         if ent is None:
             if cfg.max and len(table.entries) >= cfg.max:
                 ctx.mark_uncertain("hashlimit: table full (the kernel drops the packet)")
                 return False
-            cap = user2credits(cfg.avg * cfg.burst)
-            ent = table.entries[key] = _Entry(cap, cap, user2credits(cfg.avg), now, expires)
+            ent = table.entries[key] = _Entry(*_initial(cfg), now, expires)
         else:
             ent.expires = expires
-            delta = now - ent.prev
-            if delta:
-                ent.prev = now
-                ent.credit = min(ent.credit + delta * CREDITS_PER_JIFFY, ent.cap)
+            _recalc(ent, now)
         if ent.credit >= ent.cost:
             ent.credit -= ent.cost
             return not self.above
         return self.above
 
 
-def _gc(table: HashlimitTable, now: int) -> None:
-    """The periodic garbage collector (htable_gc): at its last run at or before `now`,
-    entries whose expiry had passed were removed."""
-    step = max(1, (table.cfg.gc_interval * HZ + 999) // 1000)
-    last_run = table.created + ((now - table.created) // step) * step
-    if last_run <= table.created:
-        return
-    for k in [k for k, e in table.entries.items() if e.expires <= last_run]:
+def _initial(cfg: HashlimitMatch) -> tuple[int, int, int]:
+    """rateinfo_init (packet mode): (credit, credit_cap, cost)."""
+    cap = user2credits(cfg.avg * cfg.burst)
+    return cap, cap, user2credits(cfg.avg)
+
+
+def _recalc(ent: _Entry, now: int) -> _Entry:
+    """rateinfo_recalc (packet mode): CPJ credits per elapsed jiffy, up to the cap."""
+    delta = now - ent.prev
+    if delta:
+        ent.prev = now
+        ent.credit = min(ent.credit + delta * CREDITS_PER_JIFFY, ent.cap)
+    return ent
+
+
+def _collect(table: HashlimitTable, now: int, step: int) -> None:
+    """htable_gc: an entry idle past its expiry for a whole gc interval has surely met a
+    collector run; drop those."""
+    for k in [k for k, e in table.entries.items() if e.expires + step <= now]:
         del table.entries[k]
 
 
