@@ -72,6 +72,15 @@ def test_list_skips_summary_and_blank_lines():
     assert len(parse_ct_list(text)) == 1
 
 
+def test_list_refuses_a_line_it_cannot_read():
+    import pytest
+
+    from conntrace.errors import InputError
+
+    with pytest.raises(InputError, match="not a conntrack entry"):
+        parse_ct_list("tcp      6 119 TIME_WAIT garbage\n")
+
+
 def test_stats_are_summed_over_cpus():
     text = ("cpu=0   \tfound=0 invalid=5 insert=0 insert_failed=2 drop=7 early_drop=0 error=0 "
             "search_restart=0 clash_resolve=1295 chaintoolong=0\n"

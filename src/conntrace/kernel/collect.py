@@ -6,102 +6,59 @@ conntrack-tools' `-S` per-CPU lines; iptables-save's `[pkts:bytes]` rule prefix)
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from ..scenario.outcome import CtEntryView
 
 TUPLE_KEYS = frozenset({"src", "dst", "sport", "dport", "type", "code", "id"})
-_DIR_COUNTERS = frozenset({"packets", "bytes"})
-_EVENT_TAGS = frozenset({"NEW", "UPDATE", "DESTROY"})
-_NOT_FLAGS = _EVENT_TAGS | {"USERSPACE"}
 _TS_RE = re.compile(r"^\[\d+\.\d+\]\s*")
 TRACE_COMMENT = "conntrace-harness-trace"
-
-
-def _addr(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text
-
-
-def _value(key: str, text: str):
-    if key in ("src", "dst"):
-        return _addr(text)
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def parse_ct_line(line: str) -> tuple[str | None, CtEntryView] | None:
     """One `conntrack -L` (plain or `-o extended`) or `conntrack -E` line.
 
-    Returns (event type or None, entry) or None for lines that are not entries (the
-    summary line, blanks). A DESTROY event carries no timeout: it reads as -1.
+    Returns (event type or None, entry), or None for a line that is not an entry (blank,
+    the summary). A DESTROY event carries no timeout: it reads as -1. The parsing itself
+    is observe.conntrack_tools.parse_conntrack_line, shared with the model's renderers.
     """
-    s = _TS_RE.sub("", line.strip())
-    event = None
-    m = re.match(r"^\[(NEW|UPDATE|DESTROY)\]\s*", s)
-    if m:
-        event = m.group(1)
-        s = s[m.end():]
-    toks = s.split()
-    if len(toks) < 3:
+    from ..errors import InputError
+    from ..observe.conntrack_tools import parse_conntrack_line
+
+    if not line.strip():
         return None
-    if toks[0] in ("ipv4", "ipv6") and len(toks) > 4:
-        toks = toks[2:]
-    proto = toks[0]
-    if not toks[1].isdigit():
+    try:
+        d = parse_conntrack_line(line)
+    except InputError:
         return None
-    i = 2
-    timeout = -1
-    if i < len(toks) and toks[i].isdigit():
-        timeout = int(toks[i])
-        i += 1
-    state = None
-    if i < len(toks) and "=" not in toks[i] and not toks[i].startswith("["):
-        state = toks[i]
-        i += 1
-    orig: dict = {}
-    reply: dict = {}
-    flags: list[str] = []
-    mark = zone = 0
-    phase = 0  # 0 original tuple, 1 reply tuple, 2 after the tuples
-    for t in toks[i:]:
-        if t.startswith("[") and t.endswith("]"):
-            name = t[1:-1]
-            if name not in _NOT_FLAGS:
-                flags.append(name)
-            continue
-        key, eq, val = t.partition("=")
-        if not eq:
-            continue
-        if phase == 0 and key == "src" and "src" in orig:
-            phase = 1
-        elif phase == 1 and key not in TUPLE_KEYS and key not in _DIR_COUNTERS:
-            phase = 2
-        if phase == 0 and key in TUPLE_KEYS:
-            orig[key] = _value(key, val)
-        elif phase == 1 and key in TUPLE_KEYS:
-            reply[key] = _value(key, val)
-        elif key == "mark":
-            mark = int(val, 0)
-        elif key == "zone":
-            zone = int(val)
-    if not orig:
-        return None
-    return event, CtEntryView(proto=proto, state=state, timeout=timeout, orig=orig, reply=reply,
-                              flags=flags, mark=mark, zone=zone)
+    flags = (["UNREPLIED"] if d["unreplied"] else []) + (["ASSURED"] if d["assured"] else [])
+    if d["offload"]:
+        flags.append(d["offload"])
+    flags += [k for k, v in d["extra"].items() if v is True]
+    entry = CtEntryView(proto=d["proto"], state=d["state"],
+                        timeout=d["timeout"] if d["timeout"] is not None else -1,
+                        orig=_tuple_view(d["orig"]), reply=_tuple_view(d["reply"]), flags=flags,
+                        mark=d["mark"] or 0, zone=d["zone"] or 0)
+    return d["event"], entry
+
+
+def _tuple_view(t: dict) -> dict:
+    return {k: (str(v) if k in ("src", "dst") else v) for k, v in t.items()
+            if k in TUPLE_KEYS or k in ("srckey", "dstkey")}
 
 
 def parse_ct_list(text: str) -> list[CtEntryView]:
+    """`conntrack -L` output; a line that is neither an entry nor the summary is an error."""
+    from ..errors import InputError
+
     out = []
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("conntrack v"):
+            continue
         r = parse_ct_line(line)
-        if r is not None:
-            out.append(r[1])
+        if r is None:
+            raise InputError(f"not a conntrack entry: {line.strip()[:120]}", "conntrack -L", n)
+        out.append(r[1])
     return out
 
 

@@ -460,7 +460,10 @@ class KernelRun:
         for name in self.sc.hosts:
             ho = HostOutcome()
             cp = self._exec(name, ["conntrack", "-L", "-o", "extended"], f"{name}: conntrack -L")
-            ho.conntrack = parse_ct_list(cp.stdout)
+            try:
+                ho.conntrack = parse_ct_list(cp.stdout)
+            except InputError as e:
+                raise HarnessError(f"{name}: {e}") from None
             cp = self._exec(name, ["conntrack", "-S"], f"{name}: conntrack -S")
             ho.ct_stats = sum_ct_stats(cp.stdout)
             cp = self._exec(name, ["iptables-save", "-c"], f"{name}: iptables-save -c")
