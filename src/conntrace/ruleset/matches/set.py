@@ -1,11 +1,11 @@
 """`-m set --match-set NAME src,dst[,...]` (net/netfilter/xt_set.c revision 4,
 libxt_set.c).
 
-Membership is asked of the IpSet object in host.ext_state.ipsets[NAME] (ruleset/ipset.py):
-`ipset.test(pkt, dirs, in_iface=..., out_iface=...) -> bool`, where `dirs` are the
-per-dimension directions as written ("src", "dst"), exactly the data the kernel hands to
-ip_set_test. A set missing at evaluation time is reported in the trace (the kernel
-refuses to load a rule naming a set that does not exist) and the rule does not match.
+Membership is ruleset/ipset.py's match_packet(ipset, pkt, flags, now=) on the IpSet in
+host.ext_state.ipsets[NAME] (family, dimension and per-type rules live there; `now` is
+the virtual clock, the sets being loaded at t=0, for entries with a timeout). A set
+missing at evaluation time is reported in the trace (the kernel refuses to load a rule
+naming a set that does not exist) and the rule does not match.
 
 --return-nomatch and the counter tests (--packets-eq/lt/gt, --bytes-eq/lt/gt) are parsed
 and reported as not modelled. `! --update-counters` / `! --update-subcounters` only stop
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ipset import match_packet
 from ._common import check_once, parse_uint
 
 if TYPE_CHECKING:
@@ -116,5 +117,4 @@ class SetMatch(MatchExt):
             ctx.mark_uncertain(f"ipset '{self.set_name}' does not exist on {ctx.host.name} (the "
                                "kernel refuses to load a rule naming a missing set)")
             return False
-        hit = ipset.test(ctx.pkt, self.dirs, in_iface=ctx.in_iface, out_iface=ctx.out_iface)
-        return bool(hit) != self.inverted
+        return match_packet(ipset, ctx.pkt, self.dirs, now=ctx.now) != self.inverted
