@@ -1,4 +1,4 @@
-"""the conntrack mark (net/netfilter/xt_connmark.c connmark_tg_shift, revision 2).
+"""CONNMARK: the conntrack mark (net/netfilter/xt_connmark.c connmark_tg_shift, revision 2).
 
 - set:     ct->mark = ((ct->mark & ~ctmask) ^ ctmark) shifted
 - save:    ct->mark = (ct->mark & ~ctmask) ^ ((skb->mark & nfmask) shifted)
@@ -110,7 +110,7 @@ class ConnmarkTarget(TargetExt):
         ct = ctx.ct
         meta = ctx.pkt.meta
         if ct is None:
-            ctx.emit(Note(f"--{self.mode}: the packet has no conntrack, nothing done"))
+            ctx.emit(Note(f"CONNMARK --{self.mode}: the packet has no conntrack, nothing done"))
             return CONTINUE
         if self.mode == "restore":
             meta.mark = (meta.mark & ~self.nfmask & U32_MAX) ^ self._shift(ct.mark & self.ctmask)

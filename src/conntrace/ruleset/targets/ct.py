@@ -125,7 +125,7 @@ class CtTarget(TargetExt):
     def apply(self, ctx: "EvalContext") -> Verdict:
         meta = ctx.pkt.meta
         if _already_seen(meta):
-            ctx.emit(Note("the packet already has a conntrack, template or NOTRACK; "
+            ctx.emit(Note("CT: the packet already has a conntrack, template or NOTRACK; "
                           "left as it is"))
             return CONTINUE
         if self.notrack:

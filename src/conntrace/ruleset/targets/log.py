@@ -1,4 +1,4 @@
-"""write the packet to the kernel log and go on (net/netfilter/xt_LOG.c, the line itself
+"""LOG: write the packet to the kernel log and go on (net/netfilter/xt_LOG.c, the line itself
 in observe/kernel_log.py). Emits a LogLine; never ends the traversal.
 
 The kernel writes a line in a child network namespace only when the init namespace has

@@ -1,4 +1,4 @@
-"""rewrite the packet mark (net/netfilter/xt_mark.c mark_tg, revision 2).
+"""MARK: rewrite the packet mark (net/netfilter/xt_mark.c mark_tg, revision 2).
 
 Every option is stored as the kernel's (mark, mask) pair, which is also what iptables-save
 prints: `--set-xmark mark/mask`; the kernel does skb->mark = (skb->mark & ~mask) ^ mark.

@@ -1,4 +1,4 @@
-"""pass the packet to nfnetlink_log group N (net/netfilter/xt_NFLOG.c); the rule
+"""NFLOG: pass the packet to nfnetlink_log group N (net/netfilter/xt_NFLOG.c); the rule
 traversal continues. Emits an NflogMessage with a copy of the packet.
 
 iptables-nft translates NFLOG to nft's `log group`: `--nflog-range` (which never worked) is

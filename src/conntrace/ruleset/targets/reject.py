@@ -1,4 +1,4 @@
-"""drop the packet and answer it (net/ipv4/netfilter/ipt_REJECT.c, nf_reject_ipv4.c).
+"""REJECT: drop the packet and answer it (net/ipv4/netfilter/ipt_REJECT.c, nf_reject_ipv4.c).
 
 ICMP types go through nf_send_unreach -> icmp_send (targets/icmp_send.py); tcp-reset builds
 the RST of nf_send_reset:
@@ -163,7 +163,7 @@ class RejectTarget(TargetExt):
     def apply(self, ctx: "EvalContext") -> Verdict:
         pkt = ctx.pkt
         if pkt.family != 4:
-            ctx.mark_uncertain(f"--reject-with {self.with_}: the IPv6 reply packet is "
+            ctx.mark_uncertain(f"REJECT --reject-with {self.with_}: the IPv6 reply packet is "
                                "not modelled (the packet is dropped)")
             return DROP
         if self.with_ == "tcp-reset":
@@ -177,10 +177,10 @@ class RejectTarget(TargetExt):
                                     rng=ctx.rng, in_iface=ctx.in_iface,
                                     input_route=ctx.hook is not Hook.OUTPUT)
         if reply is None:
-            ctx.emit(Note(f"{why}"))
+            ctx.emit(Note(f"REJECT: {why}"))
             return DROP
         reply.label = f"REJECT {self.with_}"
-        ctx.emit(GeneratedPacket(reply, reason=f"--reject-with {self.with_}: {why}",
+        ctx.emit(GeneratedPacket(reply, reason=f"REJECT --reject-with {self.with_}: {why}",
                                  attach_related=True, related_ct=ctx.ct,
                                  related_ctinfo=related_ctinfo(ctx.ctinfo) if ctx.ct else None))
         return DROP

@@ -1,4 +1,4 @@
-"""hand the packet to a local (transparent) socket without changing its headers
+"""TPROXY: hand the packet to a local (transparent) socket without changing its headers
 (net/netfilter/xt_TPROXY.c tproxy_tg4/tproxy_tg6_v1, nf_tproxy_ipv4.c).
 
 1. A connected socket for the packet's own 4-tuple wins (the redirection already happened).
@@ -103,7 +103,7 @@ class TproxyTarget(TargetExt):
         pkt = ctx.pkt
         l4 = pkt.l4
         if pkt.is_fragment or not isinstance(l4, (TcpHeader, UdpHeader)):
-            ctx.emit(Note("no TCP/UDP header (fragment), packet dropped"))
+            ctx.emit(Note("TPROXY: no TCP/UDP header (fragment), packet dropped"))
             return DROP
         sockets = ctx.host.sockets
         sk = sockets.lookup_established(pkt.proto, pkt.src, l4.sport, pkt.dst, l4.dport)
@@ -113,13 +113,13 @@ class TproxyTarget(TargetExt):
             sk = sockets.lookup_listener(pkt.proto, laddr, lport)
             how = f"listener for {laddr}:{lport}"
         if sk is None:
-            ctx.emit(Note(f"no {how}, packet dropped"))
+            ctx.emit(Note(f"TPROXY: no {how}, packet dropped"))
             return DROP
         label = f" ({sk.name})" if sk.name else ""
         if not sk.transparent:
-            ctx.emit(Note(f"{how}{label} is not IP_TRANSPARENT, packet dropped"))
+            ctx.emit(Note(f"TPROXY: {how}{label} is not IP_TRANSPARENT, packet dropped"))
             return DROP
         pkt.meta.mark = ((pkt.meta.mark & ~self.mark_mask) ^ self.mark_value) & U32_MAX
         pkt.meta.tproxy_sock = sk
-        ctx.emit(Note(f"assigned to {how}{label}"))
+        ctx.emit(Note(f"TPROXY: assigned to {how}{label}"))
         return ACCEPT

@@ -1,4 +1,4 @@
-"""flag the packet for rule tracing (net/netfilter/xt_TRACE.c: skb->nf_trace = 1).
+"""TRACE: flag the packet for rule tracing (net/netfilter/xt_TRACE.c: skb->nf_trace = 1).
 
 xt_TRACE is registered with .table = "raw", so legacy iptables refuses it elsewhere. Note:
 iptables-nft translates -j TRACE to `meta nftrace set 1`, which the kernel accepts in any

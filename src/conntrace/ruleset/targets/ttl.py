@@ -1,4 +1,4 @@
-"""set, decrement or increment the IPv4 TTL (net/netfilter/xt_HL.c ttl_tg).
+"""TTL: set, decrement or increment the IPv4 TTL (net/netfilter/xt_HL.c ttl_tg).
 
 The result saturates at 0 and 255; the rule is mangle-only (.table = "mangle")."""
 
