@@ -6,7 +6,8 @@ datagram as far as `Packet.l4_len` says. Decoding is the inverse for every field
 carries. What `Packet` cannot carry (IPv4 options, IPv6 extension headers other than one
 Fragment header, VLAN tags) is refused with `UnmodelledError` instead of being dropped.
 Bytes that carry no modelled field are not kept: the IPv6 flow label, the IPv4 reserved
-flag, unused ICMP header bytes; re-encoding writes them as zero.
+flag, unused ICMP header bytes; re-encoding writes them as zero. A UDP checksum of 0 decodes
+as `checksum=0` ("none", not bad) for IPv6 too: conntrack's udp_error() accepts it there.
 
 Format facts: RFC 791/793/768/792 (IPv4, TCP, UDP, ICMP), RFC 8200/4443 (IPv6, ICMPv6),
 pcap-linktype(7) for the cooked headers (LINKTYPE_LINUX_SLL / LINKTYPE_LINUX_SLL2).
@@ -482,8 +483,13 @@ def _decode_udp(pkt: Packet, present: bytes, total: int, *, cut: bool, quoted: b
     h = _need("UDP", present, 8, total, cut=cut, quoted=quoted)
     sport, dport, ulen, csum = struct.unpack("!HHHH", h)
     # A first fragment's UDP length covers the whole datagram, a quoted one may be cut.
-    if not quoted and not pkt.mf and ulen != total:
-        raise WireError(f"UDP length {ulen} disagrees with the IP payload length {total}")
+    if not quoted and not pkt.mf:
+        if ulen < 8 or ulen > total:  # what udp_error() calls truncated/malformed
+            raise WireError(f"UDP length {ulen} disagrees with the IP payload length {total}: "
+                            f"expected 8..{total}")
+        if ulen < total:
+            raise UnmodelledError(f"{total - ulen} bytes after the UDP datagram inside the IP "
+                                  "packet are not modelled")
     pkt.l4 = UdpHeader(sport=sport, dport=dport, checksum=0 if (csum == 0 and len(present) >= 8) else None)
     _set_payload(pkt, present[8:], total - 8, keep_payload)
 
