@@ -206,6 +206,36 @@ def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
 
 
 @main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, exists=True))
+@click.option("--trace", "with_trace", is_flag=True,
+              help="Also capture the kernel's own rule trace (xtables-monitor --trace).")
+@click.option("--show-agree", is_flag=True, help="List the items that agree too.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Keep the kernel run's files here.")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def verify(scenario, with_trace, show_agree, workdir, as_json):
+    """Run SCENARIO on the model and on the real kernel (needs root) and diff them.
+    Exit code 0 only when everything agrees (known deviations are reported, not agreed)."""
+    from .api import run_scenario
+    from .kernel.verify import verify as run_verify
+    from .scenario.compare import render_comparison
+
+    def model_runner(sc):
+        return run_scenario(sc)[1]
+
+    comparison, model_out, kernel_out = run_verify(scenario, model_runner, workdir=workdir,
+                                                   trace=with_trace)
+    if as_json:
+        from .observe.trace import _jsonable
+
+        click.echo(json.dumps({"comparison": _jsonable(comparison), "model": model_out.to_json(),
+                               "kernel": kernel_out.to_json()}, indent=2))
+    else:
+        click.echo(render_comparison(comparison, show_agree=show_agree))
+    sys.exit(0 if comparison.ok else 1)
+
+
+@main.command()
 @_friendly
 def demo():
     """Run the built-in demo: DNAT + MASQUERADE through a gateway, explained."""

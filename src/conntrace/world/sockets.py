@@ -195,6 +195,8 @@ class SocketLayer:
             self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, c.payload),
                        f"data {c.payload} bytes")
             c.snd_nxt += c.payload
+            if c.step is not None:
+                c.step.sent += c.payload
         else:
             self._schedule_close(c)
 
@@ -253,17 +255,19 @@ class SocketLayer:
         seg_len = pkt.payload_len
         if seg_len and c.state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"):
             c.rcv_nxt = tcp.seq + seg_len
+            # a young connection is in quickack mode: the data is ACKed at once, before the
+            # application reads it (and before an echo server answers)
+            self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
             if c.server and c.echo:
                 self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, seg_len),
                            f"echo {seg_len} bytes")
                 c.snd_nxt += seg_len
             elif not c.server:
                 c.echoed += seg_len
-                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
+                if c.step is not None:
+                    c.step.replies += seg_len
                 if c.echoed >= c.payload and c.state == "ESTABLISHED":
                     self._schedule_close(c)
-            else:
-                self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
         if flags & TCP_ACK and c.state == "FIN_WAIT1" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
             c.state = "FIN_WAIT2"
         if flags & TCP_ACK and c.state == "LAST_ACK" and tcp.ack_seq == c.snd_nxt % MAX_SEQ:
