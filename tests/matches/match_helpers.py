@@ -10,7 +10,7 @@ from conntrace.host.host import Host
 from conntrace.host.netdev import Interface
 from conntrace.netfilter.context import EvalContext
 from conntrace.netfilter.hooks import Hook
-from conntrace.packet import (IcmpHeader, Packet, SkbMeta, TcpHeader, UdpHeader, ip)
+from conntrace.packet import IcmpHeader, Packet, TcpHeader, UdpHeader, ip
 from conntrace.ruleset import ext
 from conntrace.ruleset.ext import Opt, ParseContext
 

@@ -6,7 +6,7 @@ import pytest
 from conntrace.netfilter.hooks import Hook
 from conntrace.ruleset.ext import ExtParseError, ExtUnsupported
 
-from match_helpers import ctx, hit, parse, roundtrip, tcp, udp
+from match_helpers import hit, parse, roundtrip, tcp, udp
 
 
 @pytest.mark.parametrize("written,saved", [

@@ -5,12 +5,12 @@ import ipaddress
 
 import pytest
 
-from conntrace.conntrack.defs import CtInfo, CtState, Status
+from conntrace.conntrack.defs import CtInfo, Status
 from conntrace.conntrack.entry import ConnTuple, ConntrackEntry
 from conntrace.packet import ip
 from conntrace.ruleset.ext import ExtParseError
 
-from match_helpers import ctx, hit, parse, roundtrip, tcp, udp
+from match_helpers import hit, parse, roundtrip, tcp, udp
 
 
 def entry(status=Status(0), **kw) -> ConntrackEntry:

@@ -2,7 +2,6 @@
 
 import pytest
 
-from conntrace.netfilter.hooks import Hook
 from conntrace.ruleset.ext import ExtParseError, ExtUnsupported, SaveString
 from conntrace.ruleset.ipset import load_ipset_text
 

@@ -6,7 +6,7 @@ from conntrace.netfilter.hooks import Hook
 from conntrace.ruleset.ext import ExtParseError, SaveString
 from conntrace.ruleset.writer import quote_token
 
-from match_helpers import ctx, hit, icmp, parse, pctx, roundtrip, tcp, udp
+from match_helpers import hit, parse, roundtrip, tcp, udp
 
 
 # -- comment ------------------------------------------------------------------------------

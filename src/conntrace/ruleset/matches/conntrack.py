@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ...conntrack.defs import CTSTATE_BY_NAME, CtInfo, CtState, Dir, Status
-from ...packet import PROTO_BY_NAME
 from ..ext import ExtParseError, MatchExt, Opt, OptionSpec, ParseContext, register_match
 from ._common import (U32_MAX, check_once, masked_equal, parse_addr_mask, parse_port_range,
                       parse_uint, render_addr_mask, render_port_range)
@@ -49,6 +48,9 @@ def packet_ctstate(ctx: "EvalContext", with_nat: bool) -> CtState:
     """The state bits conntrack_mt computes for the packet in `ctx`."""
     ct = ctx.ct
     if ct is not None:
+        if ctx.ctinfo is None:
+            ctx.mark_uncertain("conntrack attached without a ctinfo: state unknown")
+            return CtState(0)
         bits = _STATE_OF_CTINFO[CtInfo(ctx.ctinfo)]
         if with_nat:
             if ct.status & Status.SRC_NAT:
@@ -77,10 +79,13 @@ def _render_states(mask: CtState) -> str:
 
 
 def _parse_proto(text: str) -> int:
-    low = text.lower()
-    if low in PROTO_BY_NAME:
-        return PROTO_BY_NAME[low]
-    return parse_uint(text, "--ctproto", 0, 255)
+    """xtables_parse_protocol, the same names and numbers as -p."""
+    from ..iptables_save import parse_protocol  # the parser's protocol table (no cycle at import)
+
+    proto = parse_protocol(text)
+    if proto is None:
+        raise ExtParseError(f"--ctproto: unknown protocol '{text}'")
+    return proto
 
 
 @dataclass(frozen=True)
@@ -221,8 +226,12 @@ class ConntrackMatch(MatchExt):
         ct = ctx.ct
         if ct is None:
             return self.state is not None
-        if self.direction is not None and CtInfo(ctx.ctinfo).direction is not self.direction:
-            return False
+        if self.direction is not None:
+            if ctx.ctinfo is None:
+                ctx.mark_uncertain("conntrack attached without a ctinfo: direction unknown")
+                return False
+            if CtInfo(ctx.ctinfo).direction is not self.direction:
+                return False
         for n, d, side in (("origsrc", Dir.ORIGINAL, "src"), ("origdst", Dir.ORIGINAL, "dst"),
                            ("replsrc", Dir.REPLY, "src"), ("repldst", Dir.REPLY, "dst")):
             a = getattr(self, n)
