@@ -24,7 +24,7 @@ class ServerSaw:
 
 @dataclass
 class StepOutcome:
-    index: int
+    index: int  # 1-based position in the timeline (sorted by `at`), as "step 1" in reports
     kind: str
     host: str | None
     # tcp_connect: "connected" | "refused" | "timeout" | "unreachable"
@@ -33,7 +33,8 @@ class StepOutcome:
     result: str
     replies: int = 0  # udp/ping: answers received
     sent: int = 0
-    # the client's socket address after connect/sendto (getsockname)
+    # the client's socket address after connect/sendto (getsockname); for ping, local_port
+    # holds the ICMP echo identifier (conntrack's "port" for ICMP)
     local_addr: str | None = None
     local_port: int | None = None
     server_saw: list[ServerSaw] = field(default_factory=list)
