@@ -52,6 +52,11 @@ def test_ipv6_dnat_brackets():
     roundtrip(t, family=6, **PRE)
     u = parse("DNAT", ["--to-destination", "2001:db8::1-2001:db8::9"], family=6, **PRE)
     assert u.render() == ["--to-destination", "2001:db8::1-2001:db8::9"]
+    # captured from ip6tables-save: glibc's inet_ntop form of a v4-mapped address
+    m = parse("DNAT", ["--to-destination", "[::ffff:1.2.3.4]:80"], family=6, **PRE)
+    assert m.render() == ["--to-destination", "[::ffff:1.2.3.4]:80"]
+    n = parse("NETMAP", ["--to", "2001:db8::7/64"], family=6, table="nat", chain="PREROUTING")
+    assert n.render() == ["--to", "2001:db8::/64"]
 
 
 @pytest.mark.parametrize("name,tokens,kw,expected", [

@@ -36,6 +36,8 @@ def test_tproxy_ipv6_renders_any_address():
     t = parse("TPROXY", "--on-port 1", family=6, **KW)
     assert t.render()[3] == "::"
     roundtrip(t, family=6, **KW)
+    m = parse("TPROXY", "--on-port 1 --on-ip ::ffff:1.2.3.4", family=6, **KW)
+    assert m.render()[3] == "::ffff:1.2.3.4"  # as ip6tables-save printed it
 
 
 @pytest.mark.parametrize("tokens,kw,expected", [

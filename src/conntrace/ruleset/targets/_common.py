@@ -104,3 +104,12 @@ def hook_error(cls, hooks: frozenset[str]) -> str | None:
     used = "/".join(h for h in HOOK_ORDER if h in hooks)
     allowed = "/".join(h for h in HOOK_ORDER if h in valid)
     return f"{cls.name} target: used from hooks {used}, but only usable from {allowed}"
+
+
+def addr_text(addr) -> str:
+    """An address as iptables-save prints it (glibc inet_ntop: ::ffff:a.b.c.d for IPv6)."""
+    if addr.version == 4:
+        return str(addr)
+    from ..writer import inet6_ntop  # lazy: the writer imports the targets package
+
+    return inet6_ntop(addr)

@@ -19,7 +19,7 @@ from ...netfilter.hooks import NAT_MANIP_BY_HOOK
 from ...netfilter.verdict import Verdict
 from ...packet import IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 from ..ext import ExtParseError, ExtUnsupported, Opt, OptionSpec, ParseContext, TargetExt, register_target
-from ._common import arg, check_plain, check_table_hook, strtoul_prefix
+from ._common import addr_text, arg, check_plain, check_table_hook, strtoul_prefix
 from ._services import service_port
 
 if TYPE_CHECKING:
@@ -121,9 +121,9 @@ def _range_text(r: NatRange, family: int) -> str:
     out = ""
     brackets = family == 6 and r.proto_specified
     if r.min_addr is not None:
-        out = str(r.min_addr)
+        out = addr_text(r.min_addr)
         if r.max_addr is not None and r.max_addr != r.min_addr:
-            out += f"-{r.max_addr}"
+            out += f"-{addr_text(r.max_addr)}"
         if brackets:
             out = f"[{out}]"
     if r.proto_specified:
@@ -326,7 +326,7 @@ class NetmapTarget(_NatTarget):
         return cls(parse_prefix(arg(opts[0]), pctx.family, "--to"))
 
     def render(self) -> list[str]:
-        return ["--to", str(self.prefix)]
+        return ["--to", f"{addr_text(self.prefix.network_address)}/{self.prefix.prefixlen}"]
 
     def apply(self, ctx: "EvalContext") -> Verdict:
         manip = Manip(NAT_MANIP_BY_HOOK[ctx.hook])

@@ -19,7 +19,7 @@ from ...netfilter.effects import Note
 from ...netfilter.verdict import ACCEPT, DROP, Verdict
 from ...packet import IPPROTO_TCP, IPPROTO_UDP, IPAddress, TcpHeader, UdpHeader
 from ..ext import ExtParseError, Opt, OptionSpec, ParseContext, TargetExt, register_target
-from ._common import U32_MAX, arg, check_plain, check_table_hook, parse_mark_mask, strtoul_prefix
+from ._common import U32_MAX, addr_text, arg, check_plain, check_table_hook, parse_mark_mask, strtoul_prefix
 from ._services import service_port
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ class TproxyTarget(TargetExt):
 
     def render(self) -> list[str]:
         any_addr = "0.0.0.0" if self.family == 4 else "::"
-        return ["--on-port", str(self.port), "--on-ip", str(self.on_ip or any_addr),
+        return ["--on-port", str(self.port),
+                "--on-ip", addr_text(self.on_ip) if self.on_ip is not None else any_addr,
                 "--tproxy-mark", f"0x{self.mark_value:x}/0x{self.mark_mask:x}"]
 
     def _laddr(self, ctx: "EvalContext") -> IPAddress:
