@@ -106,6 +106,18 @@ def test_membership(sets, name, values, expected):
     assert sets[name].test(values) is expected
 
 
+def test_return_nomatch(sets):
+    n = sets["n"]
+    assert n.lookup(("10.1.2.3",)).nomatch
+    assert n.test(("10.1.2.3",), return_nomatch=True)  # reversed: the nomatch entry matches
+    assert not n.test(("10.2.2.3",), return_nomatch=True)
+    assert not n.test(("11.0.0.1",), return_nomatch=True)
+    assert sets["a"].test(("1.2.3.4",), return_nomatch=True)  # hash:ip has no nomatch
+    assert sets["l"].test(("10.1.0.9",), return_nomatch=True)
+    assert match_packet(n, _pkt(src=ipaddress.ip_address("10.1.0.1")), ("src",),
+                        return_nomatch=True)
+
+
 def test_timeouts(sets):
     a = sets["a"]
     assert a.test(("1.2.3.4",), now=50)

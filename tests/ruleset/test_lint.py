@@ -5,7 +5,7 @@ from __future__ import annotations
 from conntrace.ruleset.iptables_save import parse_rules
 from conntrace.ruleset.lint import chain_hooks, find_loop, lint, render_lint
 from conntrace.ruleset.model import Chain, Rule, IpHeaderMatch, Ruleset, Table
-from conntrace.ruleset.targets.standard import AcceptTarget, DropTarget, JumpTarget
+from conntrace.ruleset.targets.standard import DropTarget, JumpTarget
 
 from ruleset_helpers import XHookMatch, XTestTarget
 

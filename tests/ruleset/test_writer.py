@@ -6,7 +6,6 @@ import ipaddress
 
 from hypothesis import given, settings, strategies as st
 
-from conntrace.ruleset.ext import SaveString
 from conntrace.ruleset.iptables_save import parse_rules
 from conntrace.ruleset.model import (AddrMatch, Chain, Counters, IfaceMatch, IpHeaderMatch,
                                      Rule, Ruleset, Table)

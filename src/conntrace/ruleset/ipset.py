@@ -126,38 +126,52 @@ class IpSet:
         m = self.options.get("netmask")
         return int(m) if m is not None else None
 
-    def test(self, values: tuple, *, now: float | None = None, _depth: int = 0) -> bool:
-        """Whether the packet values are in the set (the `set` match without --return-nomatch).
+    def test(self, values: tuple, *, now: float | None = None, return_nomatch: bool = False,
+             _depth: int = 0) -> bool:
+        """Whether the packet values are in the set (the `set` match).
 
         `values`: one per --match-set flag, in order: an address (str or ipaddress) for ip/
         net dims, (proto, port) or "tcp:80" for port dims, an interface name for iface dims,
         a MAC string for mac dims. Values beyond the set's dimension are ignored; fewer
         than its dimension never match (ip_set_test). `now`: seconds since the save, to
-        expire entries with a timeout; None keeps every entry."""
+        expire entries with a timeout; None keeps every entry. `return_nomatch` (xt_set
+        --return-nomatch): for types with nomatch entries the answer is reversed, a nomatch
+        entry matches and a plain one does not."""
         if self.type == "list:set":
             if _depth > 8:
                 return False
             for e in self.entries:
                 member = self.registry.get(e.key[0])
-                if member is not None and member.test(values, now=now, _depth=_depth + 1):
+                if member is not None and member.test(values, now=now,
+                                                      return_nomatch=return_nomatch,
+                                                      _depth=_depth + 1):
                     return True
             return False
-        if len(values) < self.dimension:
+        hit = self.lookup(values, now=now)
+        if hit is None:
             return False
+        if return_nomatch and self.type in _NOMATCH_TYPES:
+            return hit.nomatch
+        return not hit.nomatch
+
+    def lookup(self, values: tuple, *, now: float | None = None) -> "IpSetEntry | None":
+        """The entry that decides membership (possibly a nomatch one), or None. Not for
+        list:set, whose answer comes from its members."""
+        if self.type == "list:set" or len(values) < self.dimension:
+            return None
         try:
             vals = tuple(_packet_value(kind, v) for kind, v in zip(self.dims, values))
         except ValueError:
-            return False
+            return None
         for kind, v in zip(self.dims, vals):
             if kind in ("ip", "net") and self.family is not None and v.version != self.family:
-                return False
-        live = [e for e in self.entries
-                if now is None or not e.timeout or now < e.timeout]
+                return None
+        live = [e for e in self.entries if now is None or not e.timeout or now < e.timeout]
         if self.type == "bitmap:port":
             # ip_set_get_ip_port (ip_set_bitmap_port.c): only TCP and UDP ports count
             if vals[0][0] not in (6, 17):
-                return False
-            return any(e.key[0][1] == vals[0][1] for e in live)
+                return None
+            return next((e for e in live if e.key[0][1] == vals[0][1]), None)
         # the longest prefix decides; ip dims are exact (/32, or /netmask when set)
         best: IpSetEntry | None = None
         best_len = -1
@@ -167,7 +181,7 @@ class IpSet:
             plen = sum(k.prefixlen for kind, k in zip(self.dims, e.key) if kind == "net")
             if plen > best_len:
                 best, best_len = e, plen
-        return best is not None and not best.nomatch
+        return best
 
 
 def _entry_matches(dims: tuple[str, ...], key: tuple, vals: tuple) -> bool:
@@ -502,13 +516,15 @@ def packet_values(pkt: Any, flags: tuple[str, ...], dims: tuple[str, ...]) -> tu
 
 
 def match_packet(ipset: IpSet, pkt: Any, flags: tuple[str, ...], *,
-                 now: float | None = None, _depth: int = 0) -> bool:
-    """`-m set --match-set NAME flags` for one packet (without --return-nomatch): a list:set
-    asks its members in order with the same flags."""
+                 now: float | None = None, return_nomatch: bool = False,
+                 _depth: int = 0) -> bool:
+    """`-m set --match-set NAME flags` for one packet; a list:set asks its members in order
+    with the same flags. `now`: seconds since the sets were saved (see IpSet.test)."""
     if ipset.type == "list:set":
         if _depth > 8:
             return False
-        return any(match_packet(m, pkt, flags, now=now, _depth=_depth + 1)
+        return any(match_packet(m, pkt, flags, now=now, return_nomatch=return_nomatch,
+                                _depth=_depth + 1)
                    for m in (ipset.registry.get(e.key[0]) for e in ipset.entries)
                    if m is not None)
     if len(flags) < ipset.dimension:
@@ -516,4 +532,4 @@ def match_packet(ipset: IpSet, pkt: Any, flags: tuple[str, ...], *,
     if ipset.family is not None and pkt.family != ipset.family:
         return False
     vals = packet_values(pkt, flags, ipset.dims)
-    return vals is not None and ipset.test(vals, now=now)
+    return vals is not None and ipset.test(vals, now=now, return_nomatch=return_nomatch)
