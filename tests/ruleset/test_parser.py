@@ -423,8 +423,13 @@ def test_protocol_match_needs_its_protocol():
     # the kernel refuses the tcp match unless -p tcp (759927-info: -p udp -m tcp)
     e = err("*filter\n-A INPUT -p udp -m tcp --dport 53 -j ACCEPT\nCOMMIT\n")
     assert e.line == 2 and "tcp match needs -p tcp" in e.message
-    assert "needs -p tcp" in err("*filter\n-A INPUT ! -p tcp -m tcp\nCOMMIT\n").message
     assert "needs -p udp" in err("*filter\n-A INPUT -m udp\nCOMMIT\n").message
+    # `! -p udp -m udp --dport 1`: legacy refuses it, iptables-nft 1.8.9 loads it as
+    # `meta l4proto != udp th dport 1`; neither is the udp match, so it is unsupported
+    p = parse_rules("*filter\n-A INPUT ! -p udp -m udp --dport 1 -j ACCEPT\nCOMMIT\n", "i")
+    (r,) = rules(p)
+    assert r.matches == [UnsupportedMatch("udp", ("--dport", "1"))]
+    assert [str(i).split(" (")[0] for i in r.unsupported] == ["unsupported: ! -p udp -m udp at i:2"]
 
 
 def test_nat_drop_refused():

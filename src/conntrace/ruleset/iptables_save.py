@@ -20,7 +20,17 @@ ACCEPT; legacy keeps the old policies. Jumps must name a chain that exists when 
 line is read (both variants refuse a later `-N`).
 
 Unsupported constructs never fail the parse: they become UnsupportedMatch/UnsupportedTarget
-kept verbatim, and an UnsupportedItem on the rule and on Ruleset.unsupported.
+kept verbatim, and an UnsupportedItem on the rule and on Ruleset.unsupported. Options of an
+extension we do not model cannot be known, so an unknown option goes to the newest such
+extension (after the modelled ones and the implicit protocol match had their chance).
+
+Known differences from iptables-restore 1.8.9, all deliberate:
+- the old intrapositioned negation (`-s ! X`, `--dport ! 80`) is accepted;
+- `[packets:bytes]` rule counters are kept without `--counters`;
+- host names are never resolved (an error names the address);
+- leading blanks, blanks after COMMIT and CRLF line ends are tolerated;
+- `-E` may rename a chain created earlier in the same section (iptables-nft refuses that,
+  iptables-legacy allows it).
 """
 
 from __future__ import annotations
@@ -821,10 +831,18 @@ class _RuleLine:
     def build_match(self, l: _Loaded, pctx: ParseContext, proto: int | None, proto_inv: bool,
                     items: list[UnsupportedItem]) -> ext.MatchExt:
         need = PROTO_MATCH_PROTO.get((self.family, l.name))
-        if need is not None and (proto != need or proto_inv):
+        if need is not None and proto != need:
             have = "no -p" if proto is None else ("! -p " if proto_inv else "-p ") + proto_save_name(proto)
             raise self.err(f"the {l.name} match needs -p {proto_save_name(need)} (this rule has "
                            f"{have}); the kernel refuses it")
+        if need is not None and proto_inv:
+            # iptables-legacy: the kernel refuses it; iptables-nft 1.8.9 loads it as
+            # `meta l4proto != P th dport N` (any other protocol's header bytes): not modelled
+            items.append(UnsupportedItem(
+                "option", f"! -p {proto_save_name(need)} -m {l.name}", self.p.file, self.lineno,
+                "an inverted -p with its own protocol match: refused by iptables-legacy, "
+                "a raw transport-header test in iptables-nft"))
+            return UnsupportedMatch(l.name, tuple(l.tokens))
         if l.cls is None:
             items.append(UnsupportedItem("match", l.name, self.p.file, self.lineno))
             return UnsupportedMatch(l.name, tuple(l.tokens))
