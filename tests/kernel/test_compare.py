@@ -54,17 +54,17 @@ def _events(sport: int, mapped: int) -> list[str]:
 
 def outcome(source: str, eph: int = 40000, mapped2: int | None = None, echo_id: int = 777,
             elapsed: float = 3.0) -> RunOutcome:
-    """The shape of a DNAT+MASQUERADE run; `eph` is step 1's ephemeral port, `mapped2` its
+    """The shape of a DNAT+MASQUERADE run; `eph` is step 2's ephemeral port, `mapped2` its
     port after MASQUERADE (None: kept)."""
     m2 = eph if mapped2 is None else mapped2
     steps = [
-        StepOutcome(0, "tcp_connect", "client", "connected", local_addr="10.0.1.2",
+        StepOutcome(1, "tcp_connect", "client", "connected", local_addr="10.0.1.2",
                     local_port=44892, server_saw=[ServerSaw("server", "tcp", "10.0.2.2", 80,
                                                             "10.0.2.1", 44892)]),
-        StepOutcome(1, "tcp_connect", "client", "connected", local_addr="10.0.1.2",
+        StepOutcome(2, "tcp_connect", "client", "connected", local_addr="10.0.1.2",
                     local_port=eph, server_saw=[ServerSaw("server", "tcp", "10.0.2.2", 80,
                                                           "10.0.2.1", m2)]),
-        StepOutcome(2, "ping", "client", "reply", replies=1, sent=1, local_addr="10.0.1.2",
+        StepOutcome(3, "ping", "client", "reply", replies=1, sent=1, local_addr="10.0.1.2",
                     local_port=echo_id),
     ]
     icmp = CtEntryView("icmp", None, 29,
@@ -91,18 +91,18 @@ def test_random_ports_compare_as_symbols():
     c = compare(outcome("model", eph=40000, echo_id=777), outcome("kernel", eph=51234, echo_id=31337), SC)
     assert c.ok, render_comparison(c)
     keys = statuses(c)
-    assert "gw/conntrack/tcp 10.0.1.2:eph1 > 10.0.1.1:8080/reply" in keys
-    assert any("id=id2" in k for k in keys)
+    assert "gw/conntrack/tcp 10.0.1.2:eph2 > 10.0.1.1:8080/reply" in keys
+    assert any("id=id3" in k for k in keys)
 
 
 def test_kept_versus_remapped_disagrees():
     c = compare(outcome("model", eph=40000), outcome("kernel", eph=40000, mapped2=61000), SC)
     bad = [i for i in c.items if i.status == DISAGREE]
     keys = {i.key for i in bad}
-    assert "gw/conntrack/tcp 10.0.1.2:eph1 > 10.0.1.1:8080/reply" in keys
-    assert "step/1/server_saw" in keys
-    reply = next(i for i in bad if i.key.endswith("eph1 > 10.0.1.1:8080/reply"))
-    assert reply.model == "tcp 10.0.2.2:80 > 10.0.2.1:eph1"
+    assert "gw/conntrack/tcp 10.0.1.2:eph2 > 10.0.1.1:8080/reply" in keys
+    assert "step/2/server_saw" in keys
+    reply = next(i for i in bad if i.key.endswith("eph2 > 10.0.1.1:8080/reply"))
+    assert reply.model == "tcp 10.0.2.2:80 > 10.0.2.1:eph2"
     assert reply.kernel.startswith("tcp 10.0.2.2:80 > 10.0.2.1:nat<gw:")
 
 
@@ -152,7 +152,7 @@ def test_events_compare_per_flow_with_one_second_slack():
     k.hosts["gw"].events.pop(1)
     c = compare(m, k, SC)
     assert statuses(c)["gw/events/tcp 10.0.1.2:44892 > 10.0.1.1:8080"] == DISAGREE
-    assert statuses(c)["gw/events/tcp 10.0.1.2:eph1 > 10.0.1.1:8080"] == AGREE
+    assert statuses(c)["gw/events/tcp 10.0.1.2:eph2 > 10.0.1.1:8080"] == AGREE
 
 
 def test_ct_stats_compared_are_the_behavioural_ones():
@@ -180,7 +180,7 @@ def test_render_shows_both_values():
     m, k = outcome("model"), outcome("kernel")
     k.steps[0].result = "timeout"
     text = render_comparison(compare(m, k, SC))
-    line = next(l for l in text.splitlines() if "step/0/result" in l)
+    line = next(l for l in text.splitlines() if "step/1/result" in l)
     assert "DISAGREE" in line and "connected" in line and "timeout" in line
     assert "1 disagree" in text.splitlines()[0]
 

@@ -242,10 +242,9 @@ def _tcp_connect(req: dict) -> dict:
             return out
         n = req.get("payload", 0)
         if n:
+            got = 0
             try:
                 s.sendall(b"\0" * n)
-                out["sent"] = n
-                got = 0
                 deadline = time.monotonic() + ECHO_WAIT
                 while got < n:
                     left = deadline - time.monotonic()
@@ -256,9 +255,10 @@ def _tcp_connect(req: dict) -> dict:
                     if not data:
                         break
                     got += len(data)
-                out["replies"] = got
-            except (OSError, TimeoutError) as e:
-                out["detail"] = _errname(e) if isinstance(e, OSError) and e.errno else "echo wait"
+            except OSError as e:
+                out["detail"] = (_errname(e) if e.errno else "echo wait") + "; "
+            # sent/replies count datagrams (udp/ping) only; TCP bytes go to the detail
+            out["detail"] = out.get("detail", "") + f"echo {got}/{n} bytes"
         hold = req.get("hold", 0.0)
         if hold:
             time.sleep(hold)

@@ -374,7 +374,7 @@ class KernelRun:
 
     def _drive(self) -> RunOutcome:
         out = RunOutcome(scenario=self.sc.name, source="kernel")
-        out.steps = [StepOutcome(index=i, kind=s.kind, host=s.host, result="pending")
+        out.steps = [StepOutcome(index=i + 1, kind=s.kind, host=s.host, result="pending")
                      for i, s in enumerate(self.sc.steps)]
         pending: list[_Pending] = []
         self.t0 = time.monotonic() + 0.05
@@ -382,7 +382,7 @@ class KernelRun:
             delay = self.t0 + s.at - time.monotonic()
             if delay > 0:
                 if delay > self._left():
-                    raise HarnessError(f"step {i} at {s.at} s lies beyond the time limit")
+                    raise HarnessError(f"step {i + 1} at {s.at} s lies beyond the time limit")
                 time.sleep(delay)
             if prep.op is not None:
                 agent, args = self._op_target(s, prep)
@@ -394,7 +394,7 @@ class KernelRun:
             left = max(0.0, p.t_sent + self.prepared[p.index].max_duration - time.monotonic())
             reply = p.agent.wait(p.rid, min(left, self._left()))
             if reply is None:
-                raise HarnessError(f"step {p.index} ({p.step.kind}) got no answer from the "
+                raise HarnessError(f"step {p.index + 1} ({p.step.kind}) got no answer from the "
                                    f"agent of {p.agent.label} in time")
             out.steps[p.index] = self._step_outcome(p.index, p.step, reply)
         if self.sc.run_until is not None:
@@ -422,7 +422,7 @@ class KernelRun:
         return self.agents[ns], {"iface": dev, "frames": frames}
 
     def _admin_step(self, i: int, s: Step) -> StepOutcome:
-        so = StepOutcome(index=i, kind=s.kind, host=s.host, result="done")
+        so = StepOutcome(index=i + 1, kind=s.kind, host=s.host, result="done")
         try:
             if s.kind == "conntrack_flush":
                 self._exec(s.host, ["conntrack", "-F"], f"{s.host}: conntrack -F")
@@ -445,7 +445,7 @@ class KernelRun:
         return so
 
     def _step_outcome(self, i: int, s: Step, reply: dict) -> StepOutcome:
-        so = StepOutcome(index=i, kind=s.kind, host=s.host, result=reply.get("result", "error"),
+        so = StepOutcome(index=i + 1, kind=s.kind, host=s.host, result=reply.get("result", "error"),
                          replies=reply.get("replies", 0), sent=reply.get("sent", 0),
                          local_addr=reply.get("local_addr"), local_port=reply.get("local_port"),
                          detail=reply.get("detail", "") or "")

@@ -228,16 +228,17 @@ def _steps(b: _Builder, model: RunOutcome, kernel: RunOutcome, sc: Scenario,
            ms: PortSymbols, ks: PortSymbols) -> None:
     mby = {s.index: s for s in model.steps}
     kby = {s.index: s for s in kernel.steps}
-    for i, step in enumerate(sc.steps):
+    for i, step in enumerate(sc.steps, 1):  # StepOutcome.index is 1-based
         m, k = mby.get(i), kby.get(i)
         base = f"step/{i}"
         if m is None or k is None:
             b.add("step", f"{base}/result", m.result if m else None, k.result if k else None)
             continue
         b.add("step", f"{base}/result", m.result, k.result)
-        if step.kind in ("tcp_connect", "udp", "ping"):
+        if step.kind in ("udp", "ping"):  # datagram counts; TCP has none
             b.add("step", f"{base}/sent", m.sent, k.sent)
             b.add("step", f"{base}/replies", m.replies, k.replies)
+        if step.kind in ("tcp_connect", "udp", "ping"):
             b.add("step", f"{base}/local_addr", m.local_addr, k.local_addr)
             mp = ms.ident(m.local_port) if step.kind == "ping" else ms.port(m.local_port)
             kp = ks.ident(k.local_port) if step.kind == "ping" else ks.port(k.local_port)
