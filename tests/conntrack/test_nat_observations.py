@@ -152,7 +152,7 @@ def test_table_full_drops_new_syns_without_events():
     """, gw_sysctls="net.ipv4.ip_forward: 1, net.netfilter.nf_conntrack_max: 4")
     assert [s.result for s in out.steps] == ["connected"] * 4 + ["timeout"]
     stats = world.hosts["gw"].conntrack.table.stats_total()
-    assert stats["drop"] == 2 and stats["early_drop"] == 0  # the SYN and its one retransmission
+    assert stats["drop"] == 3 and stats["early_drop"] == 0  # the SYN and 2 retransmissions (3 s)
     assert not any("sport=40005" in e for e in event_lines(world, "gw"))
 
 

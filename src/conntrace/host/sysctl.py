@@ -15,6 +15,7 @@ DEFAULT_SYSCTLS: dict[str, int | str] = {
     "net.ipv4.conf.all.route_localnet": 0,
     "net.ipv4.conf.all.rp_filter": 0,
     "net.ipv4.tcp_syn_retries": 6,
+    "net.ipv4.tcp_syn_linear_timeouts": 4,
     "net.ipv4.tcp_fin_timeout": 60,
     "net.netfilter.nf_conntrack_max": 262144,
     "net.netfilter.nf_conntrack_buckets": 262144,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TCP_TIMEOUT_INIT = 1.0  # include/net/tcp.h
 TCP_TIMEWAIT_LEN = 60.0
+TCP_RTO_MAX = 120.0
 SYNACK_OPTIONS = LINUX_SYN_OPTIONS
 MAX_SEQ = 1 << 32
 
@@ -68,6 +69,7 @@ class TcpConn:
     hold: float = 0.0
     syn_retries: int = 6
     syn_sent: int = 0
+    started: float = 0.0
     echoed: int = 0
     listener_name: str = ""
 
@@ -156,7 +158,7 @@ class SocketLayer:
         c = TcpConn(self.host_name, laddr, lport, dst, dport, "SYN_SENT",
                     iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=uid, gid=gid, step=step,
                     payload=payload, close=close, hold=hold, syn_retries=syn_retries,
-                    tag=step.index)
+                    tag=step.index, started=self.world.now)
         c.snd_nxt = c.iss + 1
         self._add_conn(c)
         step.local_addr, step.local_port = str(laddr), lport
@@ -166,13 +168,29 @@ class SocketLayer:
         c.syn_sent += 1
         self._send(self._tcp_packet(c, TCP_SYN, c.iss, 0), "SYN" if c.syn_sent == 1 else
                    f"SYN retransmission {c.syn_sent - 1}")
-        delay = TCP_TIMEOUT_INIT * (2 ** (c.syn_sent - 1))
-        self.world.timer(delay, lambda: self._syn_timer(c, c.syn_sent))
+        self.world.timer(self._syn_rto(c.syn_sent - 1), lambda: self._syn_timer(c, c.syn_sent))
+
+    def _syn_rto(self, retransmits: int) -> float:
+        """The wait after the SYN sent after `retransmits` retransmissions: 1 s while
+        retransmits <= net.ipv4.tcp_syn_linear_timeouts, then doubling (tcp_retransmit_timer;
+        seen on 6.18: SYNs at 0 1 2 3 4 5 7 11 19 ... s)."""
+        linear = self.host.sysctls.get_int("net.ipv4.tcp_syn_linear_timeouts")
+        if retransmits <= linear:
+            return TCP_TIMEOUT_INIT
+        return min(TCP_TIMEOUT_INIT * 2 ** (retransmits - linear), TCP_RTO_MAX)
+
+    @staticmethod
+    def _syn_give_up_after(retries: int) -> float:
+        """tcp_model_timeout: connect() fails at the first timer at or after this time."""
+        thresh = 6  # ilog2(TCP_RTO_MAX / TCP_TIMEOUT_INIT)
+        if retries <= thresh:
+            return ((2 << retries) - 1) * TCP_TIMEOUT_INIT
+        return ((2 << thresh) - 1) * TCP_TIMEOUT_INIT + (retries - thresh) * TCP_RTO_MAX
 
     def _syn_timer(self, c: TcpConn, attempt: int) -> None:
         if c.state != "SYN_SENT" or c.syn_sent != attempt:
             return
-        if c.syn_sent > c.syn_retries:
+        if self.world.now - c.started >= self._syn_give_up_after(c.syn_retries) - 1e-9:
             self._drop_conn(c)
             self._finish_step(c, "timeout", "no answer to the SYN (connect timed out)")
             return
