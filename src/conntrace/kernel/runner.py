@@ -52,7 +52,8 @@ def check_requirements(need: tuple[str, ...] = ()) -> None:
 
     if os.geteuid() != 0:
         raise HarnessError("the kernel harness needs root (network namespaces, iptables)")
-    for tool in ("ip", "setpriv", "iptables-restore", "iptables-save", "conntrack") + need:
+    for tool in ("ip", "setpriv", "sysctl", "iptables", "iptables-restore", "iptables-save",
+                 "conntrack") + need:
         if shutil.which(tool) is None:
             raise HarnessError(f"{tool} is not installed (needed by the kernel harness)")
     run_cmd(["ip", "netns", "list"], what="ip netns", timeout=10)
@@ -217,6 +218,9 @@ class KernelRun:
                 args["mark"] = pkt.meta.mark
             if spec.out_iface:
                 args["oif"] = spec.out_iface
+            if spec.in_iface:
+                self.notes.append(f"{where}'in {spec.in_iface}' has no meaning for a packet "
+                                  f"{s.host} sends; the kernel run ignores it")
             return _Prepared("send_ip", None, args, 3.0)
         iface = s.args["in"]
         if pkt.meta.mark:

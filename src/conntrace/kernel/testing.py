@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import pytest
 
-TOOLS = ("ip", "setpriv", "iptables-restore", "iptables-save", "conntrack", "tcpdump",
-         "xtables-monitor", "ipset")
+TOOLS = ("ip", "setpriv", "sysctl", "iptables", "iptables-restore", "iptables-save", "conntrack",
+         "tcpdump", "xtables-monitor", "ipset")
 
 
 @lru_cache(maxsize=1)
