@@ -220,8 +220,8 @@ def verify(scenario, with_trace, show_agree, workdir, as_json):
     from .kernel.verify import verify as run_verify
     from .scenario.compare import render_comparison
 
-    def model_runner(sc):
-        return run_scenario(sc)[1]
+    def model_runner(sc, until=None):
+        return run_scenario(sc, until)[1]
 
     comparison, model_out, kernel_out = run_verify(scenario, model_runner, workdir=workdir,
                                                    trace=with_trace)
