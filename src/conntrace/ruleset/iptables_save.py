@@ -369,7 +369,6 @@ class _Command:
     policy: str | None = None
     newname: str | None = None
     rules: list[Rule] = field(default_factory=list)
-    has_rulespec: bool = False
     counters: Counters | None = None
 
 
@@ -753,7 +752,6 @@ class _RuleLine:
             if "c" in self.opts_seen and c.cmd != "P":
                 raise self.err(f"illegal option --set-counters with -{c.cmd}")
             return c
-        c.has_rulespec = True
         if c.chain in ("PREROUTING", "INPUT") and "o" in self.opts_seen:
             raise self.err(f"can't use --out-interface with {c.chain}")
         if c.chain in ("POSTROUTING", "OUTPUT") and "i" in self.opts_seen:
@@ -772,14 +770,13 @@ class _RuleLine:
             raise self.err("-R accepts only one source and one destination address")
         pctx = ParseContext(self.family, self.table.name, c.chain or "", proto, proto_inv)
         items: list[UnsupportedItem] = []
-        header_extra: list[ext.MatchExt] = []
         matches = [self.build_match(l, pctx, proto, proto_inv, items) for l in self.loaded]
         target = self.build_target(pctx, items)
         in_if = self.iface(self.in_iface, "i")
         out_if = self.iface(self.out_iface, "o")
         for s in srcs:
             for d in dsts:
-                extra = list(header_extra)
+                extra: list[ext.MatchExt] = []
                 rule_items = list(items)
                 for letter, a in (("s", s), ("d", d)):
                     if a is not None and a.noncontig:
