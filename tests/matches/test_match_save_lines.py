@@ -148,3 +148,23 @@ def test_user_chain_hook_check_through_the_loader():
     bad = "*filter\n:U - [0:0]\n-A U -m owner --uid-owner 0\n-A INPUT -j U\nCOMMIT\n"
     with pytest.raises(InputError, match="owner match"):
         parse_rules(bad, "bad.rules")
+
+
+LINES6 = [
+    "-A INPUT -m hl ! --hl-eq 255",
+    "-A INPUT -m hl --hl-lt 5",
+    "-A INPUT -m recent --set --name DEFAULT --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource",
+    "-A INPUT -m conntrack --ctorigsrc 2001:db8::/32 --ctorigdst ::ffff:1.2.3.4",
+    "-A INPUT -m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-name six --hashlimit-srcmask 64",
+    "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::ff",
+    "-A INPUT -m addrtype --dst-type LOCAL",
+]
+
+
+@pytest.mark.parametrize("line", LINES6)
+def test_ip6tables_saved_lines_round_trip(line):
+    """ip6tables-save v1.8.9 output."""
+    rp = parse_rules(f"*filter\n{line}\nCOMMIT\n", "t6.rules", family=6)
+    (_t, chain, rule), = list(rp.v6.rules())
+    assert not rp.v6.unsupported
+    assert render_rule(chain.name, rule) == line

@@ -147,8 +147,17 @@ def masked_equal(a, b, plen: int) -> bool:
     return (int(a) ^ int(b)) >> (bits - plen) == 0
 
 
+def addr_text(addr) -> str:
+    """An address as iptables prints it (glibc inet_ntop: ::ffff:1.2.3.4 stays dotted)."""
+    if addr.version == 6:
+        from ..writer import inet6_ntop
+
+        return inet6_ntop(addr)
+    return str(addr)
+
+
 def render_addr_mask(addr, plen: int) -> str:
-    return str(addr) if plen == addr.max_prefixlen else f"{addr}/{plen}"
+    return addr_text(addr) if plen == addr.max_prefixlen else f"{addr_text(addr)}/{plen}"
 
 
 # -- option bookkeeping -------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ..ext import ExtParseError, MatchExt, Opt, OptionSpec, ParseContext, register_match
-from ._common import check_once, parse_addr
+from ._common import addr_text, check_once, parse_addr
 
 if TYPE_CHECKING:
     from ...netfilter.context import EvalContext
@@ -25,7 +25,7 @@ class AddrRange:
         return inside != self.inverted
 
     def __str__(self) -> str:
-        return f"{self.lo}-{self.hi}"
+        return f"{addr_text(self.lo)}-{addr_text(self.hi)}"
 
 
 def _range(text: str, family: int, what: str, inverted: bool) -> AddrRange:

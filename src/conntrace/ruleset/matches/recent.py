@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ..ext import ExtParseError, MatchExt, Opt, OptionSpec, ParseContext, register_match
-from ._common import HZ, U32_MAX, c_strtoul, check_exclusive, check_once, jiffies, parse_uint
+from ._common import (HZ, U32_MAX, addr_text, c_strtoul, check_exclusive, check_once, jiffies,
+                      parse_uint)
 
 if TYPE_CHECKING:
     from ...netfilter.context import EvalContext
@@ -210,7 +211,7 @@ class RecentMatch(MatchExt):
             out += ["--hitcount", str(self.hitcount)]
         if self.rttl:
             out.append("--rttl")
-        out += ["--name", self.list_name, "--mask", str(self.mask), f"--{self.side}"]
+        out += ["--name", self.list_name, "--mask", addr_text(self.mask), f"--{self.side}"]
         return out
 
     # -- evaluation -----------------------------------------------------------------------
