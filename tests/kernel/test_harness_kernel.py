@@ -99,6 +99,19 @@ def test_ping(filt):
     assert e.orig["type"] == 8 and e.reply["type"] == 0 and e.reply["id"] == 4242
 
 
+def test_rejected_ping_is_unreachable_and_rst_close(filt):
+    _, out = filt
+    s = out.steps[7]
+    assert (s.result, s.sent, s.replies, s.local_port) == ("unreachable", 1, 0, 4243)
+    assert s.detail == "icmp-unreachable/10"  # host prohibited
+    assert out.hosts["b"].counters["filter/INPUT/4"] == (1, 100)
+    assert entry(out.hosts["b"], "icmp", id=4243) is None  # rejected before confirm
+    rst = out.steps[8]
+    assert rst.result == "connected" and rst.local_port == 45000
+    e = entry(out.hosts["b"], "tcp", sport=45000)
+    assert e.state == "CLOSE" and e.timeout <= 10
+
+
 def test_socket_owners_follow_the_scenario(filt):
     _, out = filt
     # client OUTPUT --uid-owner 1001: the uid-1001 connection's packets, nothing else
@@ -118,7 +131,7 @@ def test_host_without_conntrack_rules_has_an_empty_table(filt):
 def test_counters_and_stats_shape(filt):
     _, out = filt
     b = out.hosts["b"]
-    assert set(b.counters) >= {"filter/INPUT/policy", "filter/INPUT/4", "filter/OUTPUT/1"}
+    assert set(b.counters) >= {"filter/INPUT/policy", "filter/INPUT/5", "filter/OUTPUT/1"}
     assert {"insert_failed", "drop", "early_drop", "invalid", "clash_resolve"} <= set(b.ct_stats)
 
 
@@ -232,6 +245,27 @@ def test_mid_run_sysctl_flush_and_rules(lan):
     assert out.steps[7].result == "no-reply"
     # c's datagram was dropped in INPUT before confirm: its entry never existed (§1.3)
     assert b.conntrack == [] and not any("src=10.0.0.3" in l for l in b.events)
+
+
+# ------------------------------------------------------------------ IPv6 sockets
+
+def test_ipv6_addresses_and_sockets(tmp_path):
+    require_kernel()
+    sc = parse_scenario("""
+hosts:
+  a: {interfaces: {eth0: {addresses: ["fd00::1/64"]}}}
+  b:
+    interfaces: {eth0: {addresses: ["fd00::2/64"]}}
+    listen: [{proto: tcp, port: 80}, {proto: udp, port: 53}]
+links: [[a:eth0, b:eth0]]
+timeline:
+  - {at: 0, tcp_connect: {from: a, to: "[fd00::2]:80", payload: 5}}
+  - {at: 0, udp: {from: a, to: "[fd00::2]:53", payload: 5}}
+""", str(tmp_path / "v6.yaml"))
+    out = run_on_kernel(sc, workdir=tmp_path, capture=False, timeout=30)
+    assert [s.result for s in out.steps] == ["connected", "reply"]
+    assert out.steps[0].server_saw[0].peer_addr == "fd00::1"
+    assert out.notes == []
 
 
 # ------------------------------------------------------------------ replay

@@ -80,6 +80,8 @@ def test_ipv6_is_switched_off_only_where_there_is_none():
     off = {c.argv[3] for c in _plan().create if "net.ipv6.conf.all.disable_ipv6=1" in c.argv}
     assert "ctr-abc123-c" not in off
     assert {"ctr-abc123-a", "ctr-abc123-b", "ctr-abc123-d", "ctr-abc123.seg-lan"} <= off
+    nodad = {c.argv[3] for c in _plan().create if "net.ipv6.conf.all.accept_dad=0" in c.argv}
+    assert nodad == {"ctr-abc123-c"} and _plan().ipv6_ns == ["ctr-abc123-c"]
 
 
 def test_syn_give_up_matches_what_the_kernel_did():

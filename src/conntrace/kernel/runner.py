@@ -135,6 +135,7 @@ class KernelRun:
         try:
             self.plan = plan_topology(self.sc, self.run_id)
             self._create()
+            self._wait_ipv6_ready()
             self._start_agents()
             self._sysctls()
             for cmd in self.plan.routes:
@@ -254,6 +255,14 @@ class KernelRun:
             run_cmd(list(cmd.argv), what=cmd.what)
             if cmd.argv[:3] == ("ip", "netns", "add"):
                 self.created_ns.append(cmd.argv[3])
+
+    def _wait_ipv6_ready(self) -> None:
+        for ns in self.plan.ipv6_ns:
+            ready = wait_until(lambda: not run_cmd(
+                ["ip", "-n", ns, "-6", "addr", "show", "tentative"], what="ip addr").stdout.strip(),
+                min(5.0, self._left()), step=0.05)
+            if not ready:
+                self.notes.append(f"{ns}: IPv6 addresses still tentative when traffic started")
 
     def _agent_namespaces(self) -> list[str]:
         want = list(self.plan.host_ns.values())

@@ -41,6 +41,7 @@ class Plan:
     routes: list[Cmd] = field(default_factory=list)
     peer_end: dict[tuple[str, str], PeerEnd] = field(default_factory=dict)
     iface_mac: dict[tuple[str, str], str] = field(default_factory=dict)
+    ipv6_ns: list[str] = field(default_factory=list)  # namespaces with IPv6 addresses
 
     @property
     def all_ns(self) -> list[str]:
@@ -78,6 +79,12 @@ def plan_topology(sc: Scenario, run_id: str) -> Plan:
     for name, h in sc.hosts.items():
         if not any(a.version == 6 for i in h.interfaces for a in i.addresses):
             c(_no_ipv6(host_ns[name]))
+        else:
+            # no duplicate address detection: addresses usable at once, as in the model
+            c(Cmd(("ip", "netns", "exec", host_ns[name], "sysctl", "-q", "-w",
+                   "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"),
+                  f"{host_ns[name]}: no IPv6 DAD"))
+            p.ipv6_ns.append(host_ns[name])
     for ns in helpers:
         c(_no_ipv6(ns))
     for seg, ns in seg_ns.items():
