@@ -30,7 +30,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ext import (ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext,
+                   register_match)
 from ._common import (HZ, U32_MAX, c_atoi, c_strtoul, check_exclusive, check_once, jiffies,
                       parse_rate, parse_uint, pick_unit)
 
@@ -242,7 +243,8 @@ class HashlimitMatch(MatchExt):
             kw["avg"] //= unit
         if kw.get("rate_match") and not kw.get("rate_interval"):
             kw["rate_interval"] = 1 if kw.get("bytes_mode") else unit
-        if kw.get("gc_interval", GC_INTERVAL_DEFAULT) == 0 or kw["expire"] == 0:  # hashlimit_mt_check_common
+        # hashlimit_mt_check_common
+        if kw.get("gc_interval", GC_INTERVAL_DEFAULT) == 0 or kw["expire"] == 0:
             raise ExtParseError("hashlimit: --hashlimit-htable-gcinterval and "
                                 "--hashlimit-htable-expire must not be 0 (the kernel refuses it)")
         m = cls(**kw)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ext import (ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext,
+                   register_match)
 from ._common import U32_MAX, c_strtoul, check_hooks, check_once
 
 if TYPE_CHECKING:

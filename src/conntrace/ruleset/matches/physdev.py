@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ext import (ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext,
+                   register_match)
 from ._common import check_hooks, check_once
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ext import (ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext,
+                   register_match)
 from ._common import check_hooks, parse_addr_mask, parse_uint
 
 if TYPE_CHECKING:

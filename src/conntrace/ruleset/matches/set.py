@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ..ext import ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext, register_match
+from ..ext import (ExtParseError, ExtUnsupported, MatchExt, Opt, OptionSpec, ParseContext,
+                   register_match)
 from ..ipset import match_packet
 from ._common import check_once, parse_uint
 

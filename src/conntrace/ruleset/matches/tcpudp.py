@@ -151,7 +151,8 @@ class TcpMatch(MatchExt):
 
     @property
     def has_test(self) -> bool:
-        return self.sport != FULL or self.dport != FULL or bool(self.flags_mask) or bool(self.option)
+        return (self.sport != FULL or self.dport != FULL or bool(self.flags_mask)
+                or bool(self.option))
 
     def matches(self, ctx: "EvalContext") -> bool:
         if not self.has_test:
