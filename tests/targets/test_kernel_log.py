@@ -215,13 +215,22 @@ def test_log_target_forward_emits_the_line_and_continues():
 @pytest.mark.parametrize("hook,want", [
     (Hook.PREROUTING, "IN=r0 OUT= MAC="), (Hook.INPUT, "IN=r0 OUT= MAC="),
     (Hook.FORWARD, "IN=r0 OUT=r1 MAC="), (Hook.OUTPUT, "IN= OUT=r1 SRC="),
-    (Hook.POSTROUTING, "IN= OUT=r1 SRC=")])
+    # ip_output hands skb->dev (the input device of a forwarded packet) to POSTROUTING
+    (Hook.POSTROUTING, "IN=r0 OUT=r1 MAC=")])
 def test_log_target_devices_per_hook(hook, want):
     t = parse("LOG", ["--log-level", "debug"], chain="FORWARD")
     ctx = ctx_for(_host(), syn_fwd_new(), hook)
     t.apply(ctx)
     assert ctx.effects[0].text.startswith(want)
     assert ctx.effects[0].level == 7
+
+
+def test_log_target_local_packet_in_postrouting_has_no_input_device():
+    p = syn_fwd_new()
+    p.meta.in_iface = None
+    ctx = ctx_for(_host(), p, Hook.POSTROUTING)
+    parse("LOG", "", chain="FORWARD").apply(ctx)
+    assert ctx.effects[0].text.startswith("IN= OUT=r1 SRC=")
 
 
 def test_log_target_broadcast_frame_mac_and_tproxy_uid():

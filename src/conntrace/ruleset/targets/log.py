@@ -36,10 +36,12 @@ FLAG_OPTIONS = (("--log-tcp-sequence", XT_LOG_TCPSEQ), ("--log-tcp-options", XT_
                 ("--log-ip-options", XT_LOG_IPOPT), ("--log-uid", XT_LOG_UID),
                 ("--log-macdecode", XT_LOG_MACDECODE))
 
-# The devices nf_hook_state carries at each hook (in is NULL after routing for output)
+# The devices nf_hook_state carries at each hook: LOCAL_OUT gets no input device; ip_output
+# passes skb->dev as the input device of POSTROUTING, i.e. the device a forwarded packet
+# came in on (none for a local one), so a forwarded packet logs IN=, OUT= and MAC= there.
 HOOK_DEVICES = {
     Hook.PREROUTING: (True, False), Hook.INPUT: (True, False), Hook.FORWARD: (True, True),
-    Hook.OUTPUT: (False, True), Hook.POSTROUTING: (False, True),
+    Hook.OUTPUT: (False, True), Hook.POSTROUTING: (True, True),
 }
 
 
