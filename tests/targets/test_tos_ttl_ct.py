@@ -255,3 +255,16 @@ def test_trace_sets_nf_trace():
     assert p.meta.nf_trace and t.render() == []
     with pytest.raises(ExtParseError, match="takes no options"):
         TARGETS["TRACE"].parse([Opt("--zone", ("1",))], pctx(4, "raw", "PREROUTING"))
+
+
+@pytest.mark.parametrize("name,tokens,before,after", [
+    # captured on 6.18: mangle PREROUTING rule on a forwarded datagram, tcpdump behind it
+    ("TOS", "--set-tos 0x10/0x3f", 0xE3, 0xD0),
+    ("TOS", "--set-tos Minimize-Delay", 0xFF, 0xD0),
+    ("TOS", "--xor-tos 0x0f", 0xF0, 0xFF),
+    ("DSCP", "--set-dscp 0x2e", 0x03, 0xBB),
+])
+def test_tos_values_seen_on_the_wire(name, tokens, before, after):
+    p = _pkt(tos=before)
+    _run(parse(name, tokens, **MANGLE), p)
+    assert p.tos == after
