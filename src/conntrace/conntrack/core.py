@@ -351,6 +351,8 @@ class Conntrack:
         """nf_ct_deliver_cached_events: one NEW or UPDATE message for the cached bits."""
         bits = frozenset(ct.ecache)
         ct.ecache.clear()
+        if not ct.confirmed or ct.status & Status.DYING:
+            return  # killed on the way (e.g. RST before any reply): nothing after DESTROY
         if ct.status & Status.NAT_CLASH:
             return  # hidden entries are not reported
         kind = ConntrackEventType.NEW if ("NEW" in bits or "RELATED" in bits) else ConntrackEventType.UPDATE
