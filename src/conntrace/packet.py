@@ -250,14 +250,14 @@ class Packet:
         return self.l4 if isinstance(self.l4, IcmpHeader) else None
 
     def snapshot(self) -> "Packet":
-        """A deep copy of the headers and metadata, without the conntrack object."""
-        ct, tmpl, sock = self.meta.ct, self.meta.ct_template, self.meta.tproxy_sock
-        self.meta.ct = self.meta.ct_template = self.meta.tproxy_sock = None
-        try:
-            snap = copy.deepcopy(self)
-        finally:
-            self.meta.ct, self.meta.ct_template, self.meta.tproxy_sock = ct, tmpl, sock
-        snap.meta.ct = ct
+        """A copy of the headers and metadata (the conntrack object is shared, not copied).
+        Headers are small flat dataclasses, so shallow copies per level are a deep copy."""
+        snap = copy.copy(self)
+        snap.meta = copy.copy(self.meta)
+        if self.l4 is not None:
+            snap.l4 = copy.copy(self.l4)
+            if isinstance(snap.l4, IcmpHeader) and snap.l4.embedded is not None:
+                snap.l4.embedded = snap.l4.embedded.snapshot()
         return snap
 
     def header_fields(self) -> dict[str, Any]:

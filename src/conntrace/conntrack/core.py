@@ -84,6 +84,8 @@ class Conntrack:
             max_entries=sc.get_int("net.netfilter.nf_conntrack_max"),
             buckets=sc.get_int("net.netfilter.nf_conntrack_buckets"),
             ncpus=ncpus, hash_seed=host.rng.getrandbits(32))
+        self.table.record_events = host.record_ct_events
+        self.table.listeners = host.ct_event_listeners  # the host's list, shared
         self.log_lines: list[str] = []
 
     # -- helpers ---------------------------------------------------------------------------
@@ -358,7 +360,7 @@ class Conntrack:
         kind = ConntrackEventType.NEW if ("NEW" in bits or "RELATED" in bits) else ConntrackEventType.UPDATE
         with_state = kind is ConntrackEventType.NEW or "PROTOINFO" in bits
         remaining = ct.timeout - now
-        self.table.events.append(CtEvent(kind, now, snapshot(ct), bits, with_state,
+        self.table.emit(CtEvent(kind, now, snapshot(ct), bits, with_state,
                                          timeout=int(remaining) if remaining > 0 else 0, cpu=cpu))
 
     def _trace(self, trace, action: str, pkt: Packet, detail: str = "") -> None:

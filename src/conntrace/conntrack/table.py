@@ -62,10 +62,20 @@ class ConntrackTable:
         self.count = 0  # allocated entries, unconfirmed included (cnet->count)
         self.stats = [CpuStats() for _ in range(ncpus)]
         self.events: list[CtEvent] = []
+        # keep events in `events` (False for long runs: listeners still see every event)
+        self.record_events = True
+        self.listeners: list[Callable[[CtEvent], None]] = []
         # called with the entry when it leaves the table or an unconfirmed entry is freed
         # (NAT removes its bysource link here: nf_conntrack_free -> remove_nat_bysrc)
         self.free_hooks: list[Callable[[ConntrackEntry], None]] = []
         self.gc_early_drop = False  # set when an allocation failed (conntrack_gc_work.early_drop)
+
+    def emit(self, ev: CtEvent) -> None:
+        """A ctnetlink event: recorded and/or handed to listeners (conntrack -E)."""
+        if self.record_events:
+            self.events.append(ev)
+        for listener in self.listeners:
+            listener(ev)
 
     # -- lookups ---------------------------------------------------------------------------
     def find(self, zone: int, tup: ConnTuple, now: float) -> tuple[ConntrackEntry, Dir] | None:
@@ -145,7 +155,7 @@ class ConntrackTable:
         entry.status |= Status.DYING
         # ctnetlink_dump_timeout(skip_zero=true): an expired entry prints no timeout
         timeout = int(remaining) if remaining >= 1 else None
-        self.events.append(CtEvent(ConntrackEventType.DESTROY, now, snapshot(entry),
+        self.emit(CtEvent(ConntrackEventType.DESTROY, now, snapshot(entry),
                                    with_state=True, timeout=timeout,
                                    userspace_portid=userspace_portid, cpu=cpu))
         self.free(entry)
@@ -165,7 +175,7 @@ class ConntrackTable:
         for e in expired:
             self._unlink(e)
             e.status |= Status.DYING
-            self.events.append(CtEvent(ConntrackEventType.DESTROY, e.timeout, snapshot(e),
+            self.emit(CtEvent(ConntrackEventType.DESTROY, e.timeout, snapshot(e),
                                        with_state=True, timeout=None, cpu=0))
             self.free(e)
         return expired

@@ -89,6 +89,9 @@ class Host:
         self.conntrack_enabled = False
         # The packet path (netfilter.stack.NetfilterStack), attached by netfilter.stack.attach
         self.stack: Any = None
+        # conntrack events: kept on the table, and/or handed to these callables (CtEvent)
+        self.record_ct_events = True
+        self.ct_event_listeners: list = []
         # Free-form notes on assumptions the model made for this host (printed by `trace`).
         self.assumptions: list[str] = []
 

@@ -94,11 +94,16 @@ class NetDevices:
         self.interfaces: dict[str, Interface] = {}
         self.routes: list[Route] = []  # main table, as configured
         self._next_ifindex = 1
+        self._cache: dict[str, list[Route]] = {}
         self.add_interface(Interface(name="lo", mac="00:00:00:00:00:00",
                                      addresses=[ipaddress.ip_interface("127.0.0.1/8")],
                                      mtu=65536))
 
     # -- configuration --------------------------------------------------------------------
+    def changed(self) -> None:
+        """Call after changing interfaces or addresses in place: derived tables are cached."""
+        self._cache.clear()
+
     def add_interface(self, iface: Interface) -> Interface:
         if iface.name in self.interfaces and iface.name != "lo":
             raise InputError(f"interface '{iface.name}' is defined twice")
@@ -107,19 +112,25 @@ class NetDevices:
             for a in iface.addresses:
                 if a not in lo.addresses:
                     lo.addresses.append(a)
+            self.changed()
             return lo
         iface.ifindex = self._next_ifindex
         self._next_ifindex += 1
         self.interfaces[iface.name] = iface
+        self.changed()
         return iface
 
     def add_route(self, route: Route) -> None:
         if route.dev is not None and route.dev not in self.interfaces:
             raise InputError(f"route '{route.describe()}' uses unknown interface '{route.dev}'")
         self.routes.append(route)
+        self.changed()
 
     # -- the local table (what the kernel derives from addresses) -------------------------
     def local_table(self) -> list[Route]:
+        cached = self._cache.get("local")
+        if cached is not None:
+            return cached
         out: list[Route] = []
         for iface in self.interfaces.values():
             if not iface.up:
@@ -139,9 +150,13 @@ class NetDevices:
                     out.append(Route(dst=ipaddress.ip_network(f"{a.network.broadcast_address}/32"),
                                      dev=iface.name, type=RouteType.BROADCAST, table="local",
                                      src=a.ip))
+        self._cache["local"] = out
         return out
 
     def connected_routes(self) -> list[Route]:
+        cached = self._cache.get("connected")
+        if cached is not None:
+            return cached
         out = []
         for iface in self.interfaces.values():
             if not iface.up or iface.name == "lo":
@@ -150,6 +165,7 @@ class NetDevices:
                 if a.version == 4 and a.network.prefixlen < 32:
                     out.append(Route(dst=a.network, dev=iface.name, src=a.ip, scope="link",
                                      proto="kernel"))
+        self._cache["connected"] = out
         return out
 
     def is_local(self, addr: IPAddress) -> bool:

@@ -24,7 +24,7 @@ LISTEN_KEYS = frozenset({"proto", "port", "addr", "uid", "gid", "echo", "transpa
 STEP_COMMON = frozenset({"at", "name"})
 STEP_KEYS = {
     "tcp_connect": frozenset({"from", "to", "sport", "src", "uid", "gid", "payload", "close",
-                              "hold", "syn_retries"}),
+                              "hold", "syn_retries", "count", "interval"}),
     "udp": frozenset({"from", "to", "sport", "src", "uid", "gid", "payload", "count", "interval"}),
     "ping": frozenset({"from", "to", "src", "count", "interval", "icmp_id", "payload", "uid", "gid"}),
     "packet": frozenset({"from", "host", "in", "spec"}),
@@ -264,6 +264,11 @@ def _step(n: Node, sc: Scenario, base_dir: Path) -> Step:
             args["hold"] = a["hold"].as_float() if "hold" in a else 0.0
             if "syn_retries" in a:
                 args["syn_retries"] = a["syn_retries"].as_int(0, 10)
+            args["count"] = a["count"].as_int(1, 10_000_000) if "count" in a else 1
+            args["interval"] = a["interval"].as_float() if "interval" in a else 0.01
+            if args["count"] > 1 and "sport" in a:
+                raise a["count"].error("a repeated tcp_connect takes its source ports from "
+                                       "ip_local_port_range: drop 'sport'")
         else:
             args["count"] = a["count"].as_int(1, 100000) if "count" in a else 1
             args["interval"] = a["interval"].as_float() if "interval" in a else 1.0

@@ -70,6 +70,15 @@ def _result(st) -> str:
         if st.replies >= st.sent and st.sent:
             return "reply"
         return "partial" if st.replies else "no-reply"
-    if st.kind == "tcp_connect" and st.result == "pending":
-        return "timeout"
+    if st.kind == "tcp_connect":
+        if st.expected > 1:
+            done = sum(st.results.values())
+            if st.results.get("connected", 0) == st.expected:
+                return "connected"
+            counts = ", ".join(f"{n} {r}" for r, n in sorted(st.results.items()))
+            pending = st.expected - done
+            st.detail = counts + (f", {pending} pending" if pending else "")
+            return "partial"
+        if st.result == "pending":
+            return "timeout"
     return st.result

@@ -45,6 +45,8 @@ class StepState:
     local_port: int | None = None
     detail: str = ""
     server_saw: list = field(default_factory=list)
+    expected: int = 1  # connections this step makes (tcp_connect count)
+    results: dict = field(default_factory=dict)  # per-connection result -> how many
 
 
 @dataclass
@@ -75,6 +77,7 @@ class TcpConn:
 
     sock: object = None  # the host.Socket registered for lookups
     tag: int | None = None  # the scenario step this connection belongs to
+    result: str | None = None
 
     def key(self) -> tuple:
         return (self.laddr, self.lport, self.raddr, self.rport)
@@ -198,17 +201,20 @@ class SocketLayer:
 
     @staticmethod
     def _finish_step(c: TcpConn, result: str, detail: str = "") -> None:
-        """A client action's result is decided once (connected, refused, timeout...)."""
-        if c.step is None:
+        """A connection's result is decided once (connected, refused, timeout...); a step
+        that makes several connections counts them."""
+        if c.step is None or c.result is not None:
             return
-        if c.step.result == "pending":
-            c.step.result = result
-        if detail and not c.step.detail:
-            c.step.detail = detail
+        c.result = result
+        st = c.step
+        st.results[result] = st.results.get(result, 0) + 1
+        if st.result == "pending":
+            st.result = result
+        if detail and not st.detail:
+            st.detail = detail
 
     def _client_established(self, c: TcpConn) -> None:
-        if c.step is not None and c.step.result == "pending":
-            c.step.result = "connected"
+        self._finish_step(c, "connected")
         if c.payload:
             self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, c.payload),
                        f"data {c.payload} bytes")

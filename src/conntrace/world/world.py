@@ -24,6 +24,7 @@ from ..scenario.model import Scenario, Step
 from ..scenario.outcome import ServerSaw
 from .sockets import SocketLayer, StepState
 
+MAX_SAW_PER_STEP = 1000  # a step repeated many times keeps a sample, not every sighting
 LINK_DELAY = 0.0001  # 100 us per hop: keeps capture timestamps distinct and ordered
 
 
@@ -49,7 +50,13 @@ class Frame:
 
 
 class World:
-    def __init__(self, scenario: Scenario, *, ncpus: int = 2) -> None:
+    """`record`: keep every trace, frame and conntrack event (for reports and parity). For
+    long runs pass record=False and observers: objects with any of on_trace(trace),
+    on_frame(frame), on_ct_event(host_name, event); memory then stays bounded by what is
+    alive (sockets, conntrack entries), not by what happened."""
+
+    def __init__(self, scenario: Scenario, *, ncpus: int = 2, record: bool = True,
+                 observers: list | None = None) -> None:
         self.scenario = scenario
         self.rng = random.Random(scenario.seed)
         self.now = 0.0
@@ -60,6 +67,15 @@ class World:
         for i, (name, spec) in enumerate(scenario.hosts.items()):
             self.hosts[name] = build_host(spec, seed=scenario.seed * 1000 + i, ncpus=ncpus)
         self.sockets = {name: SocketLayer(self, name) for name in self.hosts}
+        self.record = record
+        self.observers = list(observers or [])
+        for name, host in self.hosts.items():
+            host.record_ct_events = record
+            if host.conntrack is not None:
+                host.conntrack.table.record_events = record
+            for obs in self.observers:
+                if hasattr(obs, "on_ct_event"):
+                    host.ct_event_listeners.append(lambda ev, n=name, o=obs: o.on_ct_event(n, ev))
         # (host, iface) -> list of (host, iface) it reaches
         self.links: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for link in scenario.links:
@@ -68,6 +84,7 @@ class World:
         self.traces: list[PacketTrace] = []
         self.frames: list[Frame] = []
         self.step_states: list[StepState] = []
+        self._steps_by_index: dict[int, StepState] = {}
         self.server_seen: list[ServerSaw] = []
         self._current_step: StepState | None = None
         self.log_lines: dict[str, list[str]] = {name: [] for name in self.hosts}
@@ -108,13 +125,21 @@ class World:
         a = step.args
         st = StepState(index, step.kind, step.host or "")
         self.step_states.append(st)
+        self._steps_by_index[index] = st
         socks = self.sockets.get(step.host or "")
         if step.kind == "tcp_connect":
-            socks.tcp_connect(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
-                              uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 0),
-                              close=a.get("close", "fin"), hold=a.get("hold", 0.0),
-                              syn_retries=a.get("syn_retries", self.hosts[step.host].sysctls.get_int(
-                                  "net.ipv4.tcp_syn_retries")))
+            st.expected = a.get("count", 1)
+
+            def connect_one(n: int = 0) -> None:
+                socks.tcp_connect(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
+                                  uid=a.get("uid", 0), gid=a.get("gid", 0),
+                                  payload=a.get("payload", 0), close=a.get("close", "fin"),
+                                  hold=a.get("hold", 0.0),
+                                  syn_retries=a.get("syn_retries", self.hosts[step.host].sysctls.get_int(
+                                      "net.ipv4.tcp_syn_retries")))
+                if n + 1 < st.expected:
+                    self.timer(a.get("interval", 0.01), lambda: connect_one(n + 1))
+            connect_one()
         elif step.kind == "udp":
             def send_one(n: int = 0) -> None:
                 socks.udp_send(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
@@ -187,9 +212,10 @@ class World:
 
     def receive(self, host_name: str, iface: str, pkt: Packet) -> None:
         host = self.hosts[host_name]
-        self.frames.append(Frame(self.now, host_name, iface, "in", pkt.snapshot(),
-                                 pkt.meta.src_mac or "00:00:00:00:00:00",
-                                 host.interfaces[iface].mac if iface in host.interfaces else "00:00:00:00:00:00"))
+        if self._wants_frames():
+            self._frame(Frame(self.now, host_name, iface, "in", pkt.snapshot(),
+                              pkt.meta.src_mac or "00:00:00:00:00:00",
+                              host.interfaces[iface].mac if iface in host.interfaces else "00:00:00:00:00:00"))
         walk = host.stack.receive(pkt, iface, self.now, label=pkt.label)
         self._finish_walk(host_name, walk.run())
 
@@ -204,19 +230,33 @@ class World:
             reply.label = f"ICMP {why}"
             self.local_send(host_name, reply)
 
+    def _wants_frames(self) -> bool:
+        return self.record or any(hasattr(o, "on_frame") for o in self.observers)
+
+    def _frame(self, frame: Frame) -> None:
+        if self.record:
+            self.frames.append(frame)
+        for obs in self.observers:
+            if hasattr(obs, "on_frame"):
+                obs.on_frame(frame)
+
     def server_saw(self, saw: ServerSaw, tag: int | None) -> None:
         """A server accepted a connection or received a datagram; `tag` names the step that
         sent it (packets keep it across hops and NAT)."""
-        self.server_seen.append(saw)
-        for st in self.step_states:
-            if st.index == tag:
-                st.server_saw.append(saw)
-                return
+        if self.record:
+            self.server_seen.append(saw)
+        st = self._steps_by_index.get(tag)
+        if st is not None and len(st.server_saw) < MAX_SAW_PER_STEP:
+            st.server_saw.append(saw)
 
     def _finish_walk(self, host_name: str, res: WalkResult) -> None:
         res.trace.time = self.now
-        self.traces.append(res.trace)
-        self.log_lines[host_name].extend(res.trace.log_lines)
+        if self.record:
+            self.traces.append(res.trace)
+            self.log_lines[host_name].extend(res.trace.log_lines)
+        for obs in self.observers:
+            if hasattr(obs, "on_trace"):
+                obs.on_trace(res.trace)
         host = self.hosts[host_name]
         for out_iface, pkt in res.emitted:
             self._transmit(host_name, out_iface, pkt)
@@ -247,7 +287,8 @@ class World:
                     target = (ph, pi)
                     break
         dst_mac = self.hosts[target[0]].interfaces[target[1]].mac if target else "ff:ff:ff:ff:ff:ff"
-        self.frames.append(Frame(self.now, host_name, iface, "out", pkt.snapshot(), dev.mac, dst_mac))
+        if self._wants_frames():
+            self._frame(Frame(self.now, host_name, iface, "out", pkt.snapshot(), dev.mac, dst_mac))
         if target is None:
             return  # nobody on the link answers ARP for the next hop: the packet is lost
         wire = _wire_copy(pkt, dev.mac, dst_mac)
