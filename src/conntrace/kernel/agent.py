@@ -191,8 +191,8 @@ def _serve_udp(s: socket.socket, fam: int, echo: bool) -> None:
                     s.sendmsg([data], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)], 0, peer)
                 else:
                     s.sendto(data, peer)
-            except OSError:
-                pass
+            except OSError as e:
+                sys.stderr.write(f"udp echo failed: {_errname(e)}\n")
 
 
 # ---------------------------------------------------------------- clients

@@ -257,12 +257,21 @@ class KernelRun:
                 self.created_ns.append(cmd.argv[3])
 
     def _wait_ipv6_ready(self) -> None:
-        for ns in self.plan.ipv6_ns:
-            ready = wait_until(lambda: not run_cmd(
-                ["ip", "-n", ns, "-6", "addr", "show", "tentative"], what="ip addr").stdout.strip(),
-                min(5.0, self._left()), step=0.05)
-            if not ready:
-                self.notes.append(f"{ns}: IPv6 addresses still tentative when traffic started")
+        """IPv6 answers neighbour solicitations only once addrconf has seen the link come up
+        (its link-local address appears then); until that a first packet waits 1 s for ND."""
+        for name, h in self.sc.hosts.items():
+            ns = self.ns(name)
+            if ns not in self.plan.ipv6_ns:
+                continue
+            ifaces = [i.name for i in h.interfaces if i.name != "lo"]
+
+            def ready() -> bool:
+                out = run_cmd(["ip", "-n", ns, "-6", "-o", "addr", "show"], what="ip addr").stdout
+                linked = {l.split()[1] for l in out.splitlines() if " fe80:" in l}
+                return "tentative" not in out and all(i in linked for i in ifaces)
+
+            if not wait_until(ready, min(5.0, self._left()), step=0.05):
+                self.notes.append(f"{name}: IPv6 was not ready when traffic started")
 
     def _agent_namespaces(self) -> list[str]:
         want = list(self.plan.host_ns.values())
