@@ -96,7 +96,13 @@ class Conntrack:
         """__nf_ct_refresh_acct: relative while unconfirmed, absolute once confirmed."""
         if ct.status & Status.FIXED_TIMEOUT:
             return
-        ct.timeout = now + timeout if ct.confirmed else timeout
+        if ct.confirmed:
+            new = now + timeout
+            if new != ct.timeout:
+                ct.timeout = new
+                self.table.timeout_changed(ct)
+        else:
+            ct.timeout = timeout
 
     def _log_invalid(self, pkt: Packet, proto: int, text: str | None) -> None:
         if text and self.host.sysctls.get_int("net.netfilter.nf_conntrack_log_invalid"):
@@ -357,6 +363,8 @@ class Conntrack:
             return  # killed on the way (e.g. RST before any reply): nothing after DESTROY
         if ct.status & Status.NAT_CLASH:
             return  # hidden entries are not reported
+        if not (self.table.record_events or self.table.listeners):
+            return  # nobody listens (nf_conntrack_events=2: no event without a listener)
         kind = ConntrackEventType.NEW if ("NEW" in bits or "RELATED" in bits) else ConntrackEventType.UPDATE
         with_state = kind is ConntrackEventType.NEW or "PROTOINFO" in bits
         remaining = ct.timeout - now

@@ -8,6 +8,8 @@ removed by lookups (nf_ct_gc_expired) and by the GC step, each with a DESTROY ev
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -60,6 +62,10 @@ class ConntrackTable:
         self._hash: dict[tuple[int, ConnTuple], tuple[ConntrackEntry, Dir]] = {}
         self._confirmed: dict[int, ConntrackEntry] = {}  # id -> entry, in insertion order
         self.count = 0  # allocated entries, unconfirmed included (cnet->count)
+        # (timeout, seq, entry): pushed whenever a confirmed entry's timeout is set; stale
+        # items (refreshed or removed entries) are skipped when popped
+        self._expiry: list[tuple[float, int, ConntrackEntry]] = []
+        self._expiry_seq = itertools.count()
         self.stats = [CpuStats() for _ in range(ncpus)]
         self.events: list[CtEvent] = []
         # keep events in `events` (False for long runs: listeners still see every event)
@@ -117,11 +123,20 @@ class ConntrackTable:
         self._hash[(entry.zone, entry.orig_tuple)] = (entry, Dir.ORIGINAL)
         self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
         self._confirmed[entry.id] = entry
+        self.timeout_changed(entry)
 
     def insert_reply_only(self, entry: ConntrackEntry) -> None:
         """nf_ct_resolve_clash_harder: the original direction is a fake (unhashed) node."""
         self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
         self._confirmed[entry.id] = entry
+        self.timeout_changed(entry)
+
+    def timeout_changed(self, entry: ConntrackEntry) -> None:
+        """A confirmed entry got a new absolute timeout: remember when to look at it."""
+        heapq.heappush(self._expiry, (entry.timeout, next(self._expiry_seq), entry))
+        if len(self._expiry) > 64 and len(self._expiry) > 4 * len(self._confirmed):
+            self._expiry = [(e.timeout, next(self._expiry_seq), e) for e in self._confirmed.values()]
+            heapq.heapify(self._expiry)
 
     def clash(self, entry: ConntrackEntry) -> tuple[ConntrackEntry, Dir, Dir] | None:
         """The first hashed tuple equal to one of `entry`'s: (winner, winner's dir, which of
@@ -155,7 +170,8 @@ class ConntrackTable:
         entry.status |= Status.DYING
         # ctnetlink_dump_timeout(skip_zero=true): an expired entry prints no timeout
         timeout = int(remaining) if remaining >= 1 else None
-        self.emit(CtEvent(ConntrackEventType.DESTROY, now, snapshot(entry),
+        if self.record_events or self.listeners:
+            self.emit(CtEvent(ConntrackEventType.DESTROY, now, snapshot(entry),
                                    with_state=True, timeout=timeout,
                                    userspace_portid=userspace_portid, cpu=cpu))
         self.free(entry)
@@ -170,20 +186,27 @@ class ConntrackTable:
 
     def expire(self, now: float) -> list[ConntrackEntry]:
         """The GC step: destroy every entry whose timeout has passed, oldest first."""
-        expired = [e for e in self._confirmed.values() if e.timeout <= now]
-        expired.sort(key=lambda e: (e.timeout, e.id))
-        for e in expired:
+        expired: list[ConntrackEntry] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            t, _seq, e = heapq.heappop(heap)
+            if e.timeout != t or self._confirmed.get(e.id) is not e:
+                continue  # refreshed since, or already gone
             self._unlink(e)
             e.status |= Status.DYING
-            self.emit(CtEvent(ConntrackEventType.DESTROY, e.timeout, snapshot(e),
-                                       with_state=True, timeout=None, cpu=0))
+            if self.record_events or self.listeners:
+                self.emit(CtEvent(ConntrackEventType.DESTROY, e.timeout, snapshot(e),
+                                  with_state=True, timeout=None, cpu=0))
             self.free(e)
+            expired.append(e)
         return expired
 
     def next_expiry(self) -> float | None:
-        if not self._confirmed:
-            return None
-        return min(e.timeout for e in self._confirmed.values())
+        heap = self._expiry
+        while heap and (heap[0][2].timeout != heap[0][0]
+                        or self._confirmed.get(heap[0][2].id) is not heap[0][2]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def flush(self, now: float, portid: int = 0) -> int:
         n = 0

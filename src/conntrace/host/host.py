@@ -38,32 +38,49 @@ class Socket:
         return self.port == port and (self.addr is None or self.addr == addr)
 
 
-@dataclass
 class SocketTable:
-    sockets: list[Socket] = field(default_factory=list)
+    """Sockets indexed like the kernel's hash tables: connected sockets by their 4-tuple,
+    listeners by port."""
+
+    def __init__(self) -> None:
+        self._established: dict[tuple, Socket] = {}
+        self._listeners: dict[tuple[int, int], list[Socket]] = {}
+
+    @property
+    def sockets(self) -> list[Socket]:
+        out = [s for lst in self._listeners.values() for s in lst]
+        return out + list(self._established.values())
+
+    @staticmethod
+    def _key(s: Socket) -> tuple:
+        return (s.proto, s.addr, s.port, s.peer_addr, s.peer_port)
 
     def add(self, sock: Socket) -> Socket:
-        self.sockets.append(sock)
+        if sock.listening:
+            self._listeners.setdefault((sock.proto, sock.port), []).append(sock)
+        else:
+            self._established[self._key(sock)] = sock
         return sock
 
     def remove(self, sock: Socket) -> None:
-        self.sockets.remove(sock)
+        if sock.listening:
+            lst = self._listeners.get((sock.proto, sock.port), [])
+            if sock in lst:
+                lst.remove(sock)
+        elif self._established.get(self._key(sock)) is sock:
+            del self._established[self._key(sock)]
 
     def lookup_established(self, proto: int, saddr: IPAddress, sport: int, daddr: IPAddress,
                            dport: int) -> Socket | None:
         """A connected socket whose local end is daddr:dport and peer saddr:sport."""
-        for s in self.sockets:
-            if (not s.listening and s.proto == proto and s.matches_local(daddr, dport)
-                    and s.peer_addr == saddr and s.peer_port == sport):
-                return s
-        return None
+        return self._established.get((proto, daddr, dport, saddr, sport))
 
     def lookup_listener(self, proto: int, daddr: IPAddress, dport: int) -> Socket | None:
         """A listening (TCP) or bound (UDP) socket for daddr:dport; a specific address wins
         over a wildcard bind, as in the kernel's lookup scoring."""
         best = None
-        for s in self.sockets:
-            if s.listening and s.proto == proto and s.matches_local(daddr, dport):
+        for s in self._listeners.get((proto, dport), ()):
+            if s.matches_local(daddr, dport):
                 if s.addr is not None:
                     return s
                 best = best or s

@@ -14,6 +14,10 @@ from ..errors import InputError
 from ..packet import IPAddress
 
 
+_V4_ANY = ipaddress.IPv4Address("0.0.0.0")
+_V4_BCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 class RouteType(Enum):
     """RTN_* (include/uapi/linux/rtnetlink.h); `addrtype` names them without the prefix."""
 
@@ -176,7 +180,7 @@ class NetDevices:
         anything not found there is UNICAST. With `dev`, a local/broadcast route on another
         device does not count (addrtype --limit-iface-in/out)."""
         if addr.version == 4:
-            if addr == ipaddress.IPv4Address("0.0.0.0") or addr == ipaddress.IPv4Address("255.255.255.255"):
+            if addr == _V4_ANY or addr == _V4_BCAST:
                 return RouteType.BROADCAST
             if addr.is_multicast:
                 return RouteType.MULTICAST

@@ -68,6 +68,7 @@ class NetfilterStack:
         self.conntrack: Conntrack | None = None
         self.nat: NatEngine | None = None
         self.verbose_trace = True
+        self.tracing = True  # record every step of every walk (False: fates only)
         self.refresh()
 
     def refresh(self) -> None:
@@ -115,8 +116,15 @@ class PacketWalk:
         self.trace = PacketTrace(packet_id=next(_ids), host=self.host.name,
                                  label=label or pkt.label, packet=pkt.describe(), cpu=cpu,
                                  time=now, parent=parent)
+        # the trace the engine writes into (None when the host's stack does not trace:
+        # long runs keep only each walk's fate)
+        self.tr: PacketTrace | None = self.trace if stack.tracing else None
         self.result: WalkResult | None = None
         self._gen = self._walk()
+
+    def _add(self, step) -> None:
+        if self.tr is not None:
+            self.tr.add(step)
 
     # -- driving ---------------------------------------------------------------------------
     def step(self) -> bool:
@@ -153,8 +161,9 @@ class PacketWalk:
     def _run_hook(self, hook: Hook, after_callback=None):
         """Run every callback of `hook` in priority order, yielding after each one (a CPU
         switch point). Returns the verdict: ACCEPT, or the first one that is not."""
-        self.trace.add(HookEnter(hook.value, self.pkt.meta.in_iface, self.pkt.meta.out_iface,
-                                 self.pkt.describe()))
+        if self.tr is not None:
+            self.tr.add(HookEnter(hook.value, self.pkt.meta.in_iface, self.pkt.meta.out_iface,
+                                  self.pkt.describe()))
         for cb in HOOK_CALLBACKS[hook]:
             before = self._route_key()
             verdict = self._callback(cb, hook)
@@ -195,14 +204,14 @@ class PacketWalk:
             if table is None:
                 return ACCEPT
             ctx = self._ctx(hook, table.name)
-            verdict = run_table(table, ctx, self.trace, stack.verbose_trace)
+            verdict = run_table(table, ctx, self.tr, stack.verbose_trace)
             self._absorb(ctx)
             return verdict
         if cb.kind is CallbackKind.CONNTRACK_IN:
             if not host.conntrack_enabled or ct is None:
                 return ACCEPT
             n = len(ct.log_lines)
-            v = ct.conntrack_in(self.pkt, hook, self.now, self.cpu, self.trace)
+            v = ct.conntrack_in(self.pkt, hook, self.now, self.cpu, self.tr)
             self.trace.log_lines.extend(ct.log_lines[n:])
             return v
         if cb.kind is CallbackKind.NAT:
@@ -216,15 +225,15 @@ class PacketWalk:
                     return ACCEPT
                 ctx = self._ctx(hook, "nat")
                 ctx.nat_setup = setup
-                verdict = run_table(table, ctx, self.trace, stack.verbose_trace)
+                verdict = run_table(table, ctx, self.tr, stack.verbose_trace)
                 self._absorb(ctx)
                 return verdict
 
-            return stack.nat.nat_hook(self.pkt, hook, self.now, self.cpu, self.trace, run_chain)
+            return stack.nat.nat_hook(self.pkt, hook, self.now, self.cpu, self.tr, run_chain)
         if cb.kind is CallbackKind.CONFIRM:
             if not host.conntrack_enabled or ct is None:
                 return ACCEPT
-            return ct.confirm(self.pkt, self.now, self.cpu, self.trace)
+            return ct.confirm(self.pkt, self.now, self.cpu, self.tr)
         raise AssertionError(cb)
 
     def _dropped_at(self, verdict: Verdict, hook: Hook) -> Fate:
@@ -282,7 +291,7 @@ class PacketWalk:
         out = pkt.meta.out_iface
         if out == "lo":
             # loopback_xmit: back in through lo, keeping the conntrack attached
-            self.trace.add(RoutingStep("loopback", "lo", detail="the packet loops back through lo "
+            self._add(RoutingStep("loopback", "lo", detail="the packet loops back through lo "
                                        "and comes in again (its conntrack stays attached)"))
             pkt.meta.looped = True
             pkt.meta.in_iface = "lo"
@@ -298,13 +307,13 @@ class PacketWalk:
         pkt, host = self.pkt, self.host
         dev = pkt.meta.in_iface or ""
         if pkt.meta.tproxy_sock is not None:
-            self.trace.add(RoutingStep("local", detail="TPROXY assigned a socket; assuming the "
+            self._add(RoutingStep("local", detail="TPROXY assigned a socket; assuming the "
                                        "usual 'ip rule fwmark ... lookup <table with local "
                                        "0.0.0.0/0 dev lo>' policy route delivers it locally"))
             return "local"
         route_localnet = bool(host.sysctls.get_int(f"net.ipv4.conf.{dev}.route_localnet"))
         if dev != "lo" and not route_localnet and (pkt.src.is_loopback or pkt.dst.is_loopback):
-            self.trace.add(RoutingStep("martian", detail="loopback address on a non-loopback "
+            self._add(RoutingStep("martian", detail="loopback address on a non-loopback "
                                        "interface (route_localnet=0): dropped as martian"))
             self._finish(Fate("dropped", "routing", "martian packet"))
             return "end"
@@ -313,10 +322,10 @@ class PacketWalk:
             return "end"
         atype = host.devices.addr_type(pkt.dst)
         if atype in (RouteType.LOCAL, RouteType.BROADCAST, RouteType.MULTICAST):
-            self.trace.add(RoutingStep("local", detail=f"{pkt.dst} is {atype.name.lower()} on this host"))
+            self._add(RoutingStep("local", detail=f"{pkt.dst} is {atype.name.lower()} on this host"))
             return "local"
         if not host.sysctls.forwarding(dev):
-            self.trace.add(RoutingStep("forwarding-disabled", detail=(
+            self._add(RoutingStep("forwarding-disabled", detail=(
                 f"{pkt.dst} is not local and forwarding is off on {dev} (net.ipv4.ip_forward=0): "
                 "dropped without an ICMP error")))
             self._finish(Fate("dropped", "routing", "forwarding disabled"))
@@ -324,20 +333,20 @@ class PacketWalk:
         rt = host.devices.lookup(pkt.dst)
         if rt.type is RouteType.UNICAST:
             if pkt.ttl <= 1:
-                self.trace.add(RoutingStep("forward", rt.dev, str(rt.gateway) if rt.gateway else None,
+                self._add(RoutingStep("forward", rt.dev, str(rt.gateway) if rt.gateway else None,
                                            detail="TTL expires here: ICMP time exceeded"))
                 self._icmp_error(11, 0)
                 self._finish(Fate("dropped", "ip_forward", "TTL exceeded"))
                 return "end"
             pkt.ttl -= 1  # ip_forward decrements before the FORWARD hook
             pkt.meta.out_iface = rt.dev
-            self.trace.add(RoutingStep("forward", rt.dev, str(rt.gateway) if rt.gateway else None))
+            self._add(RoutingStep("forward", rt.dev, str(rt.gateway) if rt.gateway else None))
             return "forward"
         # no route / unreachable / prohibit / blackhole (ip_error)
         codes = {RouteType.UNREACHABLE: (3, 0 if rt.route is None else 1),
                  RouteType.PROHIBIT: (3, 13), RouteType.BLACKHOLE: None, RouteType.THROW: (3, 0)}
         code = codes.get(rt.type, (3, 1))
-        self.trace.add(RoutingStep("no-route" if rt.route is None else rt.type.name.lower(),
+        self._add(RoutingStep("no-route" if rt.route is None else rt.type.name.lower(),
                                    detail=f"no route to {pkt.dst}" if rt.route is None else rt.route.describe()))
         if code is not None:
             self._icmp_error(*code)
@@ -367,10 +376,10 @@ class PacketWalk:
             pkt.meta.out_iface = dev
             decision = "reroute" if why else "output"
             if not why or old != dev:
-                self.trace.add(RoutingStep(decision, dev, str(rt.gateway) if rt.gateway else None,
+                self._add(RoutingStep(decision, dev, str(rt.gateway) if rt.gateway else None,
                                            str(pkt.src), why))
             return True
-        self.trace.add(RoutingStep("no-route", detail=f"no route to {pkt.dst}"))
+        self._add(RoutingStep("no-route", detail=f"no route to {pkt.dst}"))
         self._finish(Fate("no-route", "routing", f"no route to {pkt.dst}"),
                      errno="ENETUNREACH")
         return False
@@ -407,7 +416,7 @@ class PacketWalk:
             reply.label = f"ICMP type {icmp_type} code {code}"
             self._generated.append(GeneratedPacket(reply, why))
         else:
-            self.trace.add(NoteStep(why))
+            self._add(NoteStep(why))
 
 
 def attach(host: "Host", ncpus: int = 2) -> NetfilterStack:

@@ -110,18 +110,18 @@ class SocketLayer:
     def _drop_conn(self, c: TcpConn) -> None:
         if self.tcp.get(c.key()) is c:
             del self.tcp[c.key()]
-        if c.sock is not None and c.sock in self.host.sockets.sockets:
+        if c.sock is not None:
             self.host.sockets.remove(c.sock)
         c.state = "CLOSED"
 
     def _tcp_packet(self, c: TcpConn, flags: int, seq: int, ack: int, payload: int = 0,
                     options: bytes | None = None, window: int | None = None) -> Packet:
+        if flags & TCP_RST and options is None:
+            options, window = b"", 0
         if options is None:
             options = SYNACK_OPTIONS if flags & TCP_SYN else LINUX_ACK_OPTIONS
         if window is None:
             window = (65160 if c.server else 64240) if flags & TCP_SYN else 502
-        if flags & TCP_RST:
-            options, window = b"", 0
         tcp = TcpHeader(sport=c.lport, dport=c.rport, flags=flags, seq=seq % MAX_SEQ,
                         ack_seq=ack % MAX_SEQ if flags & TCP_ACK else 0, window=window,
                         options=options)
@@ -233,7 +233,9 @@ class SocketLayer:
         if c.state != "ESTABLISHED":
             return
         if c.close == "rst":
-            self._send(self._tcp_packet(c, TCP_RST | TCP_ACK, c.snd_nxt, c.rcv_nxt), "RST (abort)")
+            # tcp_send_active_reset goes through tcp_transmit_skb: timestamps, the usual window
+            self._send(self._tcp_packet(c, TCP_RST | TCP_ACK, c.snd_nxt, c.rcv_nxt,
+                                        options=LINUX_ACK_OPTIONS), "RST (abort)")
             self._drop_conn(c)
             return
         self._send(self._tcp_packet(c, TCP_FIN | TCP_ACK, c.snd_nxt, c.rcv_nxt), "FIN")
@@ -394,7 +396,7 @@ class SocketLayer:
              seq: int, payload: int, uid: int, gid: int) -> None:
         laddr = src or self.source_for(dst)
         self.ping_clients[icmp_id] = step
-        step.local_addr = str(laddr)
+        step.local_addr, step.local_port = str(laddr), icmp_id  # local_port: the echo id
         step.sent += 1
         pkt = Packet(src=laddr, dst=dst, proto=1, l4=IcmpHeader(type=8, code=0, id=icmp_id, seq=seq),
                      payload_len=payload, ip_id=self.world.next_ip_id(), df=True,

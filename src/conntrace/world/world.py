@@ -69,7 +69,9 @@ class World:
         self.sockets = {name: SocketLayer(self, name) for name in self.hosts}
         self.record = record
         self.observers = list(observers or [])
+        wants_traces = record or any(hasattr(o, "on_trace") for o in self.observers)
         for name, host in self.hosts.items():
+            host.stack.tracing = wants_traces
             host.record_ct_events = record
             if host.conntrack is not None:
                 host.conntrack.table.record_events = record
