@@ -219,7 +219,7 @@ def _options(body: bytes, start: int, end: str, what: str, base: int) -> list[tu
         padded = length + (-length % 4)
         if off + 4 + padded > len(body):
             raise _Fail(what, base, f"option {code} of {length} bytes at block offset {off + 8} "
-                        "runs past the end of the block")
+                        f"runs past the end of the block: expected at most {len(body) - off - 4}")
         opts.append((code, body[off + 4:off + 4 + length]))
         off += 4 + padded
     return opts
@@ -276,11 +276,11 @@ def _parse_pcapng(data: bytes) -> list[CapturedPacket]:
         if blen < 12 or blen % 4:
             raise _Fail(what, off, f"bad block length {blen}: expected a multiple of 4, at least 12")
         if off + blen > len(data):
-            raise _Fail(what, off, f"truncated block: length {blen} but only {len(data) - off} "
-                        "bytes left in the file")
+            raise _Fail(what, off, f"truncated block: {blen} bytes expected, only {len(data) - off} "
+                        "left in the file")
         trailer = struct.unpack_from(end + "I", data, off + blen - 4)[0]
         if trailer != blen:
-            raise _Fail(what, off, f"trailing block length {trailer} differs from the leading {blen}")
+            raise _Fail(what, off, f"trailing block length {trailer}: expected {blen}, as the leading one")
         body = data[off + 8:off + blen - 4]
         if btype == PCAPNG_SHB:
             if blen < 28:
@@ -304,9 +304,10 @@ def _parse_pcapng(data: bytes) -> list[CapturedPacket]:
                 iid, _drops, tsh, tsl, caplen, origlen = struct.unpack_from(end + "HHIIII", body)
             if iid >= len(ifaces):
                 raise _Fail(what, off, f"packet on interface {iid}, but the section describes only "
-                            f"{len(ifaces)} interface(s)")
+                            f"{len(ifaces)} interface(s): expected its Interface Description Block first")
             if fixed + caplen + (-caplen % 4) > len(body):
-                raise _Fail(what, off, f"captured length {caplen} runs past the end of the block")
+                raise _Fail(what, off, f"captured length {caplen} runs past the end of the block: "
+                            f"expected at most {len(body) - fixed}")
             _options(body, fixed + caplen + (-caplen % 4), end, what, off)
             iface = ifaces[iid]
             ts_ns = _tsresol_ns(tsh << 32 | tsl, iface.tsresol) + iface.tsoffset * 1_000_000_000
