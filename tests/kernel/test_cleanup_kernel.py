@@ -12,7 +12,7 @@ import pytest
 
 from conntrace.kernel import HarnessError, run_on_kernel
 from conntrace.kernel.agentproc import AGENT_SCRIPT
-from conntrace.kernel.procs import RUN_DIR, cleanup_stale, list_netns, new_run_id
+from conntrace.kernel.procs import RUN_DIR, cleanup_stale, list_netns, new_run_id, run_is_live
 from conntrace.scenario.load import parse_scenario
 
 pytestmark = pytest.mark.kernel
@@ -41,18 +41,44 @@ def _procs_matching(text: str) -> set[int]:
     return out
 
 
+def _live_runs() -> tuple[set[str], set[int]]:
+    """Run ids and recorded PIDs of harness runs still going (other tests, other users)."""
+    rids, pids = set(), set()
+    for f in RUN_DIR.glob("*.json") if RUN_DIR.is_dir() else []:
+        if run_is_live(f.stem):
+            rids.add(f.stem)
+            try:
+                pids |= {pid for pid, _ in json.loads(f.read_text()).get("procs", [])}
+            except (OSError, ValueError):
+                pass
+    return rids, pids
+
+
 def _snapshot() -> tuple[set[str], set[int], set[int], set[str]]:
     return ({n for n in list_netns() if n.startswith("ctr-")}, _procs_matching(str(AGENT_SCRIPT)),
             _procs_matching("conntrack -E"), {p.name for p in RUN_DIR.glob("*.json")}
             if RUN_DIR.is_dir() else set())
 
 
-def _assert_nothing_left(before, workdir: Path) -> None:
+def _leftovers(before) -> list[str]:
     ns, agents, events, runs = _snapshot()
-    assert ns <= before[0], f"namespaces left: {ns - before[0]}"
-    assert agents <= before[1], f"agents left: {agents - before[1]}"
-    assert events <= before[2], f"conntrack -E left: {events - before[2]}"
-    assert runs <= before[3], f"run files left: {runs - before[3]}"
+    rids, pids = _live_runs()
+    out = [f"namespace {n}" for n in ns - before[0] if n[4:10] not in rids]
+    out += [f"agent {p}" for p in agents - before[1] if p not in pids]
+    out += [f"conntrack -E {p}" for p in events - before[2] if p not in pids]
+    out += [f"run file {r}" for r in runs - before[3] if r[:-5] not in rids]
+    return out
+
+
+def _assert_nothing_left(before, workdir: Path) -> None:
+    # other harness runs may be going on at the same time: what they own is not ours
+    left = _leftovers(before)
+    for _ in range(5):
+        if not left:
+            break
+        time.sleep(0.2)
+        left = _leftovers(before)
+    assert not left, f"left behind: {left}"
     assert not _procs_matching(str(workdir)), "a tcpdump writing into the workdir is still running"
 
 
