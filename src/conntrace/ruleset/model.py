@@ -128,6 +128,9 @@ class Chain:
     policy_counters: Counters = field(default_factory=Counters)
     rules: list[Rule] = field(default_factory=list)
     source: SourceRef | None = None
+    # iptables-nft: a built-in chain exists (has a hook, counts its policy) only once it is
+    # declared, given a rule or a policy; the parser clears this for the others
+    hooked: bool = True
 
 
 @dataclass
