@@ -65,7 +65,7 @@ def run_table(table: "Table", ctx: "EvalContext", trace: "PacketTrace | None",
     """Run the built-in chain of `ctx.hook` in `table`. Returns ACCEPT, DROP, QUEUE or STOLEN."""
     hook_chain = ctx.hook.value
     builtin = table.chains.get(hook_chain)
-    if builtin is None:  # iptables-nft: a chain that was never created has no hook
+    if builtin is None or not builtin.hooked:  # iptables-nft: a chain never created has no hook
         return ACCEPT
     pkt = ctx.pkt
     length = pkt.total_len

@@ -1032,6 +1032,8 @@ class _Parser:
         else:
             # without --noflush the section replaces the table (iptables-nft: policies too)
             table = Table.new(name, src)
+            for ch in table.chains.values():
+                ch.hooked = False  # iptables-nft creates a built-in chain only when named
         if table.source is None:
             table.source = src
         self.cur = _Open(name, family, line, table)
@@ -1082,6 +1084,7 @@ class _Parser:
                 raise self.err(f"can't set policy '{policy}' on '{name}': not a built-in chain", l.no)
             return
         chain.source = src
+        chain.hooked = True
         if policy == "-":
             return
         self.set_policy(chain, policy, counters, l.no)
@@ -1092,6 +1095,7 @@ class _Parser:
         if policy == "DROP" and self.cur is not None and self.cur.name == "nat":
             raise self.err('the "nat" table is not intended for filtering: policy DROP is not allowed', line)
         chain.policy = policy
+        chain.hooked = True
         if counters is not None:
             chain.policy_counters = counters
 
@@ -1280,9 +1284,12 @@ def _apply(cmd: _Command, t: Table, p: _Parser, line: int) -> None:
 
     c = cmd.cmd
     if c == "A":
-        chain_of(cmd.chain).rules.extend(cmd.rules)
+        ch = chain_of(cmd.chain)
+        ch.rules.extend(cmd.rules)
+        ch.hooked = True
     elif c == "I":
         ch = chain_of(cmd.chain)
+        ch.hooked = True
         idx = (cmd.rulenum or 1) - 1
         if idx > len(ch.rules):
             raise err(f"index of insertion too big: chain {ch.name} has {len(ch.rules)} rule(s)")
