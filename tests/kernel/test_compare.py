@@ -220,6 +220,27 @@ Some text.
     assert "d.md:3" in str(e.value)
 
 
+def test_deviation_rows_with_a_scenario_column_and_several_patterns():
+    devs = parse_deviations("| id | scenario | area | match | reason |\n|---|---|---|---|---|\n"
+                            "| R1 | `k8s-*` | counters | `*/KUBE-SEP-*`, `*/KUBE-SVC-*` | random |\n")
+    assert devs == [Deviation("R1", "counters", "*/KUBE-SEP-*, */KUBE-SVC-*", "random", "k8s-*")]
+    d = devs[0]
+    assert d.covers("counters", "node/counters/nat/KUBE-SVC-X/2", "k8s-clusterip")
+    assert d.covers("counters", "node/counters/nat/KUBE-SEP-Y/1", "k8s-nodeport")
+    assert not d.covers("counters", "node/counters/nat/KUBE-SEP-Y/1", "docker")
+    assert not d.covers("counters", "node/counters/filter/FORWARD/1", "k8s-clusterip")
+    assert not d.covers("events", "node/counters/nat/KUBE-SVC-X/2", "k8s-clusterip")
+
+
+def test_event_disagreements_show_each_side():
+    m, k = outcome("model"), outcome("kernel")
+    k.hosts["gw"].events[1] = k.hosts["gw"].events[1].replace("SYN_RECV", "ESTABLISHED")
+    text = render_comparison(compare(m, k, SC))
+    assert "model:  [UPDATE] 60 SYN_RECV reply 10.0.2.2:80 > 10.0.2.1:44892" in text
+    assert "kernel: [UPDATE] 60 ESTABLISHED reply 10.0.2.2:80 > 10.0.2.1:44892" in text
+    assert "both:   [NEW] 120 SYN_SENT [UNREPLIED]" in text
+
+
 def test_project_deviations_file_parses():
     path = Path(__file__).resolve().parents[2] / "docs" / "deviations.md"
     devs = load_deviations(path)

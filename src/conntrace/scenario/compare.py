@@ -37,11 +37,13 @@ EVENT_TIMEOUT_SLACK = 1
 class Deviation:
     id: str
     area: str  # an item area, or "*"
-    match: str  # fnmatch pattern over the item key
+    match: str  # fnmatch patterns over the item key, separated by ", "
     reason: str
+    scenario: str = "*"  # fnmatch pattern over the scenario name
 
-    def covers(self, area: str, key: str) -> bool:
-        return (self.area in ("*", area)) and fnmatch.fnmatchcase(key, self.match)
+    def covers(self, area: str, key: str, scenario: str = "") -> bool:
+        return (self.area in ("*", area) and fnmatch.fnmatchcase(scenario, self.scenario)
+                and any(fnmatch.fnmatchcase(key, p.strip()) for p in self.match.split(",")))
 
 
 @dataclass
@@ -79,25 +81,31 @@ _ROW_RE = re.compile(r"^\|(.+)\|\s*$")
 
 
 def parse_deviations(text: str, file: str = "deviations.md") -> list[Deviation]:
-    """Rows of the first Markdown table whose header is `| id | area | match | reason |`."""
+    """Rows of the first Markdown table whose header is `| id | area | match | reason |`,
+    optionally with a `scenario` column after `id`."""
     out: list[Deviation] = []
-    in_table = False
+    columns: list[str] | None = None
     for n, line in enumerate(text.splitlines(), 1):
         m = _ROW_RE.match(line.strip())
         if not m:
-            if in_table:
+            if columns:
                 break
             continue
         cells = [c.strip() for c in m.group(1).split("|")]
-        if not in_table:
-            if [c.lower() for c in cells] == ["id", "area", "match", "reason"]:
-                in_table = True
+        if columns is None:
+            names = [c.lower() for c in cells]
+            if names in (["id", "area", "match", "reason"],
+                         ["id", "scenario", "area", "match", "reason"]):
+                columns = names
             continue
         if all(set(c) <= set("-: ") for c in cells):
             continue
-        if len(cells) != 4 or not cells[0] or not cells[2]:
-            raise InputError("expected a row '| id | area | match | reason |'", file, n)
-        out.append(Deviation(cells[0], cells[1].strip("`") or "*", cells[2].strip("`"), cells[3]))
+        row = dict(zip(columns, cells))
+        if len(cells) != len(columns) or not row["id"] or not row["match"]:
+            raise InputError(f"expected a row '| {' | '.join(columns)} |'", file, n)
+        patterns = ", ".join(p.strip().strip("`") for p in row["match"].split(","))
+        out.append(Deviation(row["id"], row["area"].strip("`") or "*", patterns,
+                             row["reason"], row.get("scenario", "*").strip("`") or "*"))
     return out
 
 
@@ -187,9 +195,10 @@ def _literals(sc: Scenario) -> tuple[set[int], set[int]]:
 # ------------------------------------------------------------------ comparison
 
 class _Builder:
-    def __init__(self, deviations: list[Deviation]):
+    def __init__(self, deviations: list[Deviation], scenario: str):
         self.items: list[Item] = []
         self.deviations = deviations
+        self.scenario = scenario
 
     def add(self, area: str, key: str, model: Any, kernel: Any, same: bool | None = None,
             detail: str = "") -> None:
@@ -198,7 +207,7 @@ class _Builder:
         if not agree:
             status = DISAGREE
             for d in self.deviations:
-                if d.covers(area, key):
+                if d.covers(area, key, self.scenario):
                     status, dev = KNOWN, d.id
                     detail = (detail + "; " if detail else "") + d.reason
                     break
@@ -208,7 +217,7 @@ class _Builder:
 def compare(model: RunOutcome, kernel: RunOutcome, scenario: Scenario,
             deviations: list[Deviation] | None = None) -> Comparison:
     """Item-by-item comparison of a model outcome and a kernel outcome of `scenario`."""
-    b = _Builder(deviations or [])
+    b = _Builder(deviations or [], scenario.name)
     ms, ks = PortSymbols(model, scenario), PortSymbols(kernel, scenario)
     cmp = Comparison(scenario=scenario.name)
     _steps(b, model, kernel, scenario, ms, ks)
@@ -330,9 +339,9 @@ def _event_flows(lines: list[str], sym: PortSymbols) -> dict[str, list[tuple]]:
 
 
 def _ev_text(e: tuple) -> str:
-    ev, state, flags, _reply, timeout = e
+    ev, state, flags, reply, timeout = e
     parts = [f"[{ev}]"] + ([str(timeout)] if timeout >= 0 else []) + ([state] if state else [])
-    return " ".join(parts + [f"[{f}]" for f in flags])
+    return " ".join(parts + [f"[{f}]" for f in flags] + [f"reply {reply.split(' ', 1)[1]}"])
 
 
 # ------------------------------------------------------------------ rendering
@@ -358,7 +367,11 @@ def render_comparison(c: Comparison, *, show_agree: bool = False, width: int = 3
             for n in range(max(len(mv), len(kv))):
                 a = mv[n] if n < len(mv) else "-"
                 k = kv[n] if n < len(kv) else "-"
-                lines.append(f"  {'':<15} {'':<60} {_cut(a, width):<{width}} {k}")
+                if a == k:
+                    lines.append(f"  {'':<15}   both:   {a}")
+                else:
+                    lines.append(f"  {'':<15}   model:  {a}")
+                    lines.append(f"  {'':<15}   kernel: {k}")
         if i.detail and i.status != AGREE:
             lines.append(f"  {'':<15} ({i.detail})")
     return "\n".join(lines)
