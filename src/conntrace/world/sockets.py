@@ -359,13 +359,21 @@ class SocketLayer:
             step.local_port = sport or self.ephemeral_port(17, dst, dport)
             step.local_addr = str(laddr)
             self.udp_clients[(laddr, step.local_port)] = step
-        step.sent += 1
         pkt = Packet(src=laddr, dst=dst, proto=17,
                      l4=UdpHeader(sport=step.local_port, dport=dport), payload_len=payload,
                      ip_id=self.world.next_ip_id(), df=True,
-                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"datagram {step.sent}",
+                     meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"datagram {step.sent + 1}",
                      flow_tag=step.index)
-        self.world.local_send(self.host_name, pkt)
+        self._count_sent(step, self.world.local_send(self.host_name, pkt))
+
+    @staticmethod
+    def _count_sent(step: StepState, err: str | None) -> None:
+        """udp_sendmsg/raw_sendmsg return ip_local_out's error: a datagram dropped in
+        OUTPUT/POSTROUTING (DROP, REJECT) fails send() with EPERM and is not sent."""
+        if err is None:
+            step.sent += 1
+        elif err not in step.detail:
+            step.detail = f"{step.detail},{err}" if step.detail else err
 
     def udp_input(self, pkt: Packet) -> None:
         udp = pkt.udp
@@ -397,12 +405,11 @@ class SocketLayer:
         laddr = src or self.source_for(dst)
         self.ping_clients[icmp_id] = step
         step.local_addr, step.local_port = str(laddr), icmp_id  # local_port: the echo id
-        step.sent += 1
         pkt = Packet(src=laddr, dst=dst, proto=1, l4=IcmpHeader(type=8, code=0, id=icmp_id, seq=seq),
                      payload_len=payload, ip_id=self.world.next_ip_id(), df=True,
                      meta=SkbMeta(sock_uid=uid, sock_gid=gid), label=f"echo request {seq}",
                      flow_tag=step.index)
-        self.world.local_send(self.host_name, pkt)
+        self._count_sent(step, self.world.local_send(self.host_name, pkt))
 
     def icmp_input(self, pkt: Packet) -> None:
         icmp = pkt.icmp

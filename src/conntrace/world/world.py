@@ -148,6 +148,7 @@ class World:
                                uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 32))
                 if n + 1 < a.get("count", 1):
                     self.timer(a.get("interval", 1.0), lambda: send_one(n + 1))
+            st.expected = a.get("count", 1)
             send_one()
             st.result = "sent"
         elif step.kind == "ping":
@@ -158,6 +159,7 @@ class World:
                            payload=a.get("payload", 56), uid=a.get("uid", 0), gid=a.get("gid", 0))
                 if n + 1 < a.get("count", 1):
                     self.timer(a.get("interval", 1.0), lambda: ping_one(n + 1))
+            st.expected = a.get("count", 1)
             ping_one()
             st.result = "sent"
         elif step.kind == "packet":
@@ -207,10 +209,14 @@ class World:
         st.result = "done"
 
     # -- packets ---------------------------------------------------------------------------
-    def local_send(self, host_name: str, pkt: Packet) -> None:
+    def local_send(self, host_name: str, pkt: Packet) -> str | None:
+        """Send from a local socket; returns what the syscall reports (None, or "EPERM" when
+        OUTPUT/POSTROUTING dropped it: ip_local_out's verdict reaches the sender)."""
         host = self.hosts[host_name]
         walk = host.stack.send(pkt, self.now, label=pkt.label)
-        self._finish_walk(host_name, walk.run())
+        res = walk.run()
+        self._finish_walk(host_name, res)
+        return res.errno
 
     def receive(self, host_name: str, iface: str, pkt: Packet) -> None:
         host = self.hosts[host_name]
