@@ -31,6 +31,41 @@ SYNACK_OPTIONS = LINUX_SYN_OPTIONS
 MAX_SEQ = 1 << 32
 
 
+# icmp_err_convert (net/ipv4/icmp.c): destination-unreachable code -> (errno, fatal)
+ICMP_UNREACH_ERR: dict[int, tuple[str, bool]] = {
+    0: ("ENETUNREACH", False), 1: ("EHOSTUNREACH", False), 2: ("ENOPROTOOPT", True),
+    3: ("ECONNREFUSED", True), 4: ("EMSGSIZE", False), 5: ("EOPNOTSUPP", False),
+    6: ("ENETUNREACH", True), 7: ("EHOSTDOWN", True), 8: ("ENONET", True),
+    9: ("ENETUNREACH", True), 10: ("EHOSTUNREACH", True), 11: ("ENETUNREACH", False),
+    12: ("EHOSTUNREACH", False), 13: ("EHOSTUNREACH", True), 14: ("EHOSTUNREACH", True),
+    15: ("EHOSTUNREACH", True),
+}
+# connect() errno -> step result (kernel/agent.py maps the same way)
+CONNECT_RESULT = {"ECONNREFUSED": "refused", "ETIMEDOUT": "timeout", "EHOSTUNREACH": "unreachable",
+                  "ENETUNREACH": "unreachable", "EHOSTDOWN": "unreachable"}
+
+
+def tcp_icmp_errno(icmp_type: int, code: int) -> str | None:
+    """tcp_v4_err (net/ipv4/tcp_ipv4.c): the error a SYN_SENT socket dies of, hard or soft;
+    None when the ICMP message is ignored (fragmentation needed, source quench, redirect)."""
+    if icmp_type == 3:
+        return ICMP_UNREACH_ERR[code][0] if code <= 15 and code != 4 else None
+    return {11: "EHOSTUNREACH", 12: "EPROTO"}.get(icmp_type)
+
+
+def udp_icmp_errno(icmp_type: int, code: int) -> str | None:
+    """__udp4_lib_err (net/ipv4/udp.c): a connected socket without IP_RECVERR is told hard
+    errors only (host/net unreachable and time exceeded are ignored); None otherwise."""
+    if icmp_type == 12:
+        return "EPROTO"
+    if icmp_type == 3:
+        if code == 4:
+            return "EMSGSIZE"  # path MTU discovery is on by default (IP_PMTUDISC_WANT)
+        if code <= 15 and ICMP_UNREACH_ERR[code][1]:
+            return ICMP_UNREACH_ERR[code][0]
+    return None
+
+
 @dataclass
 class StepState:
     """What a client action learned so far (becomes a StepOutcome)."""
@@ -429,22 +464,23 @@ class SocketLayer:
     def _icmp_error_to_socket(self, pkt: Packet) -> None:
         inner = pkt.icmp.embedded
         icmp = pkt.icmp
-        unreachable = icmp.type == 3
         if inner.proto == 6 and inner.tcp is not None:
             c = self.tcp.get((inner.src, inner.tcp.sport, inner.dst, inner.tcp.dport))
-            if c is not None and c.state == "SYN_SENT" and unreachable:
+            err = tcp_icmp_errno(icmp.type, icmp.code)
+            if c is not None and c.state == "SYN_SENT" and err is not None:
                 self._drop_conn(c)
-                result = "refused" if icmp.code == 3 else "unreachable"
-                self._finish_step(c, result, f"ICMP type {icmp.type} code {icmp.code}")
+                self._finish_step(c, CONNECT_RESULT.get(err, "error"),
+                                  f"{err} (ICMP type {icmp.type} code {icmp.code})")
         elif inner.proto == 17 and inner.udp is not None:
             step = self.udp_clients.get((inner.src, inner.udp.sport))
-            if step is not None and unreachable:
-                step.detail = f"ICMP type {icmp.type} code {icmp.code} (ECONNREFUSED)" \
-                    if icmp.code == 3 else f"ICMP type {icmp.type} code {icmp.code}"
+            err = udp_icmp_errno(icmp.type, icmp.code)
+            if step is not None and err is not None:
+                step.detail = f"ICMP type {icmp.type} code {icmp.code} ({err})"
                 step.result = "unreachable"
         elif inner.proto == 1 and inner.icmp is not None:
+            # a raw ICMP socket reads the error itself (the harness' ping counts these types)
             step = self.ping_clients.get(inner.icmp.id)
-            if step is not None and unreachable:
+            if step is not None and icmp.type in (3, 4, 5, 11, 12):
                 step.result = "unreachable"
 
     # -- dispatch --------------------------------------------------------------------------
