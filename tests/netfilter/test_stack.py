@@ -47,6 +47,8 @@ def counting_ruleset() -> str:
         out.append(f"*{table}")
         out += [f":{c} ACCEPT [0:0]" for c in chains]
         out += [f"-A {c}" for c in chains]
+        if table == "filter":  # nat chains alone do not switch conntrack on (iptables-nft)
+            out.append("-A INPUT -m conntrack --ctstate UNTRACKED")
         out.append("COMMIT")
     return "\n".join(out) + "\n"
 

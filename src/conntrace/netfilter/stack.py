@@ -47,11 +47,10 @@ class WalkResult:
 
 def needs_conntrack(rs: "Ruleset | None") -> bool:
     """nf_ct_netns_get: conntrack registers its hooks in a netns when a rule needs it
-    (conntrack/state/connmark matches, NAT targets, CONNMARK, CT...) or a nat table exists."""
+    (conntrack/state/connmark matches, NAT targets, CONNMARK, CT...). iptables-nft nat chains
+    alone do not: an empty nat table (or one with only ACCEPT rules) tracks nothing [V 6.18]."""
     if rs is None:
         return False
-    if "nat" in rs.tables:
-        return True
     for _t, _c, rule in rs.rules():
         for ext in (*rule.matches, rule.target):
             if ext is not None and getattr(ext, "needs_conntrack", False):
