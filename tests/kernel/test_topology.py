@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from conntrace.kernel.runner import syn_give_up
 from conntrace.kernel.topology import plan_topology
 from conntrace.scenario.load import parse_scenario
 
@@ -82,9 +81,3 @@ def test_ipv6_is_switched_off_only_where_there_is_none():
     assert {"ctr-abc123-a", "ctr-abc123-b", "ctr-abc123-d", "ctr-abc123.seg-lan"} <= off
     nodad = {c.argv[3] for c in _plan().create if "net.ipv6.conf.all.accept_dad=0" in c.argv}
     assert nodad == {"ctr-abc123-c"} and _plan().ipv6_ns == ["ctr-abc123-c"]
-
-
-def test_syn_give_up_matches_what_the_kernel_did():
-    # Linux 6.18, tcp_syn_linear_timeouts=4: measured 3 s, 7 s and 19 s
-    assert [syn_give_up(n) for n in (1, 2, 3)] == [3.0, 7.0, 19.0]
-    assert syn_give_up(6) == 131.0

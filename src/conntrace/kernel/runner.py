@@ -8,30 +8,27 @@ deletes everything it created, whatever happens.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
-import struct
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..host.sysctl import DEFAULT_SYSCTLS
-from ..packetspec import parse_packet_spec
 from ..scenario.model import Scenario, Step
-from ..scenario.outcome import HostOutcome, RunOutcome, ServerSaw, StepOutcome
+from ..scenario.outcome import HostOutcome, RunOutcome, StepOutcome
 from .agentproc import Agent
 from .collect import (TRACE_COMMENT, clean_event_line, parse_ct_list, parse_save_counters,
                       save_tables, sum_ct_stats)
 from .procs import HarnessError, ProcessTable, cleanup_stale, new_run_id, run_cmd, wait_until
+from .steps import PreparedStep, attribute_sightings, prepare_step, retarget
 from .topology import Plan, plan_topology
 
 SETTLE = 0.5  # seconds after the last step before the tables are read (packets in flight)
 OBSERVER_START = 0.3  # conntrack -E / xtables-monitor have no "ready" line: give them this
-ATTRIBUTION_SLACK = 0.3  # a server sighting this long after a step ended still belongs to it
-AGENT_ECHO_WAIT = 1.0  # agent.ECHO_WAIT
-AGENT_REPLY_WAIT = 1.0  # agent.REPLY_WAIT
 
 # Sysctls whose value a child namespace inherits from the machine rather than from the
 # kernel's defaults; they cannot be set inside a namespace (reference §6).
@@ -48,8 +45,6 @@ def run_on_kernel(scenario: Scenario, *, workdir: Path, trace: bool = False, cap
 
 def check_requirements(need: tuple[str, ...] = ()) -> None:
     """Raise HarnessError unless we are root with `ip netns` and the tools in `need`."""
-    import os
-
     if os.geteuid() != 0:
         raise HarnessError("the kernel harness needs root (network namespaces, iptables)")
     for tool in ("ip", "setpriv", "sysctl", "iptables", "iptables-restore", "iptables-save",
@@ -59,26 +54,6 @@ def check_requirements(need: tuple[str, ...] = ()) -> None:
     run_cmd(["ip", "netns", "list"], what="ip netns", timeout=10)
 
 
-def syn_give_up(retries: int, linear: int = 4) -> float:
-    """When connect() gives up on an unanswered SYN (seconds), Linux 6.18.
-
-    The budget is the exponential model, (2^(retries+1) - 1) s with a 1 s initial RTO
-    (tcp_model_timeout in net/ipv4/tcp_timer.c); the retransmissions themselves are spaced
-    1 s apart `linear`+1 times (net.ipv4.tcp_syn_linear_timeouts, default 4), then double.
-    The connection gives up at the first retransmission timer at or past the budget.
-    Seen on the kernel: retries 1 -> 3 SYNs, 3 s; 2 -> 6 SYNs, 7 s; 3 -> 8 SYNs, 19 s.
-    """
-    budget = 2 ** (retries + 1) - 1
-    t, rto, n = 0.0, 1.0, 0
-    while True:
-        t += rto
-        if t >= budget:
-            return t
-        n += 1
-        if n > linear:
-            rto *= 2
-
-
 @dataclass
 class _Pending:
     index: int
@@ -86,16 +61,6 @@ class _Pending:
     agent: Agent
     rid: int
     t_sent: float
-
-
-@dataclass
-class _Prepared:
-    """What a step needs at run time, computed (and validated) before anything is created."""
-
-    op: str | None = None  # agent op
-    ns: str | None = None  # namespace whose agent performs it
-    args: dict = field(default_factory=dict)
-    max_duration: float = 1.0
 
 
 class KernelRun:
@@ -114,7 +79,7 @@ class KernelRun:
         self.created_ns: list[str] = []
         self.observers: dict[str, list[tuple[str, object, Path]]] = {}  # host -> [(kind, proc, file)]
         self.user_tables: dict[str, set[str]] = {h: set() for h in scenario.hosts}
-        self.prepared: list[_Prepared] = []
+        self.prepared: list[PreparedStep] = []
         self.deadline = 0.0
         self.t0 = 0.0
         self._windows: dict[int, tuple[float, float]] = {}  # step -> agent's (start, end)
@@ -127,7 +92,8 @@ class KernelRun:
             need += ("ipset",)
         check_requirements(need)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.prepared = [self._prepare(i, s) for i, s in enumerate(self.sc.steps)]
+        self.prepared = [prepare_step(self.sc, s) for s in self.sc.steps]
+        self.notes += [n for p in self.prepared for n in p.notes]
         self.deadline = time.monotonic() + (self.timeout or self._default_timeout())
         cleanup_stale()
         self.run_id = new_run_id()
@@ -168,84 +134,6 @@ class KernelRun:
               check: bool = True, timeout: float = 15.0):
         return run_cmd(["ip", "netns", "exec", self.ns(host)] + argv, input=input, what=what,
                        check=check, timeout=min(timeout, max(self._left(), 1.0)))
-
-    # ------------------------------------------------------------ preparation (no side effects)
-
-    def _prepare(self, index: int, s: Step) -> _Prepared:
-        a = s.args
-        where = f"{s.where}: " if s.where else ""
-        if s.kind in ("tcp_connect", "udp", "ping"):
-            args = {"dst": str(a["dst"])}
-            if a.get("dport") is not None:
-                args["dport"] = a["dport"]
-            for k in ("sport", "uid", "gid", "payload", "count", "interval", "icmp_id",
-                      "hold", "close", "syn_retries"):
-                if a.get(k) is not None:
-                    args[k] = a[k]
-            if a.get("src") is not None:
-                args["src"] = str(a["src"])
-            if s.kind == "tcp_connect":
-                retries = a.get("syn_retries")
-                if retries is None:
-                    retries = int(self.sc.hosts[s.host].sysctls.get(
-                        "net.ipv4.tcp_syn_retries", DEFAULT_SYSCTLS["net.ipv4.tcp_syn_retries"]))
-                args["connect_cap"] = syn_give_up(retries) + 3.0
-                dur = args["connect_cap"] + AGENT_ECHO_WAIT + a.get("hold", 0.0)
-            else:
-                dur = (a.get("count", 1) - 1) * a.get("interval", 1.0) + AGENT_REPLY_WAIT
-            return _Prepared(s.kind, None, args, dur + 2.0)
-        if s.kind == "packet":
-            return self._prepare_packet(s, where)
-        if s.kind == "replay":
-            return self._prepare_replay(s, where)
-        return _Prepared(max_duration=15.0)
-
-    def _prepare_packet(self, s: Step, where: str) -> _Prepared:
-        from ..wire import encode_ether, encode_ip
-
-        spec = parse_packet_spec(s.args["spec"], where.rstrip(": ") or "packet")
-        pkt = spec.packet
-        try:
-            data = encode_ip(pkt)
-        except InputError as e:
-            raise InputError(f"{where}cannot build packet '{s.args['spec']}': {e.message}") from None
-        if s.args["mode"] == "send":
-            args = {"data": data.hex(), "dst": str(pkt.dst)}
-            if pkt.meta.sock_uid is not None:
-                args["uid"] = pkt.meta.sock_uid
-            if pkt.meta.sock_gid is not None:
-                args["gid"] = pkt.meta.sock_gid
-            if pkt.meta.mark:
-                args["mark"] = pkt.meta.mark
-            if spec.out_iface:
-                args["oif"] = spec.out_iface
-            if spec.in_iface:
-                self.notes.append(f"{where}'in {spec.in_iface}' has no meaning for a packet "
-                                  f"{s.host} sends; the kernel run ignores it")
-            return _Prepared("send_ip", None, args, 3.0)
-        iface = s.args["in"]
-        if pkt.meta.mark:
-            self.notes.append(f"{where}mark= is not applied on the kernel to a packet arriving "
-                              f"on {s.host}:{iface} (a received frame has no mark)")
-        return _Prepared("inject", None, {"iface": iface, "packet": pkt}, 3.0)
-
-    def _prepare_replay(self, s: Step, where: str) -> _Prepared:
-        from ..observe.pcap import read_capture
-
-        caps = read_capture(s.args["file"])
-        frames = []
-        t0 = None
-        for cp in caps:
-            raw = _to_ether_payload(cp)
-            if raw is None:
-                self.notes.append(f"{where}replay: frame {cp.index} skipped (link type "
-                                  f"{cp.linktype} not replayable)")
-                continue
-            ts = cp.ts if cp.ts is not None else 0.0
-            t0 = ts if t0 is None else t0
-            frames.append((max(0.0, ts - t0), raw))
-        dur = (frames[-1][0] if frames else 0.0) + 3.0
-        return _Prepared("inject", None, {"iface": s.args["in"], "raw_frames": frames}, dur)
 
     # ------------------------------------------------------------ setup
 
@@ -429,7 +317,7 @@ class KernelRun:
         out.elapsed = round(time.monotonic() - self.t0, 3)
         return out
 
-    def _op_target(self, s: Step, prep: _Prepared) -> tuple[Agent, dict]:
+    def _op_target(self, s: Step, prep: PreparedStep) -> tuple[Agent, dict]:
         if prep.op != "inject":
             return self._agent(s.host), prep.args
         ns, dev, src_mac, dst_mac = self._inject_source(s.host, prep.args["iface"])
@@ -440,7 +328,7 @@ class KernelRun:
             frame = encode_ether(pkt, pkt.meta.src_mac or src_mac, dst_mac)
             frames = [(0.0, frame.hex())]
         else:
-            frames = [(t, _retarget(raw, dst_mac).hex()) for t, raw in prep.args["raw_frames"]]
+            frames = [(t, retarget(raw, dst_mac).hex()) for t, raw in prep.args["raw_frames"]]
         return self.agents[ns], {"iface": dev, "frames": frames}
 
     def _admin_step(self, i: int, s: Step) -> StepOutcome:
@@ -494,7 +382,7 @@ class KernelRun:
                 ho.counters = {k: v for k, v in ho.counters.items() if not k.startswith("raw/")}
             out.hosts[name] = ho
         sightings = {name: self._agent(name).call("seen")["seen"] for name in self.sc.hosts}
-        self._attribute(out, sightings)
+        attribute_sightings(self.sc, out, self._windows, sightings)
         self._stop_observers(out)
 
     def _stop_observers(self, out: RunOutcome) -> None:
@@ -512,42 +400,6 @@ class KernelRun:
                                       and not (own_raw and " raw:" in x)]
                 else:
                     ho.captures[kind.split(":", 1)[1]] = str(path)
-
-    def _attribute(self, out: RunOutcome, sightings: dict[str, list[dict]]) -> None:
-        """Give each connection/datagram a server saw to the client step that caused it."""
-        windows = self._windows
-        for host, seen in sightings.items():
-            for ev in seen:
-                best, best_score, best_t0 = None, -1, 0.0
-                for i, s in enumerate(self.sc.steps):
-                    if i not in windows or not _proto_fits(s, ev["proto"]):
-                        continue
-                    t0, t1 = windows[i]
-                    if not (t0 - 0.05 <= ev["t"] <= t1 + ATTRIBUTION_SLACK):
-                        continue
-                    addr, port, dport = self._client_view(i, out.steps[i])
-                    score = ((2 if port is not None and port == ev["peer_port"] else 0)
-                             + (1 if addr is not None and addr == ev["peer_addr"] else 0)
-                             + (1 if dport is not None and dport == ev["local_port"] else 0))
-                    # ties go to the step that started last before the sighting
-                    if best is None or score > best_score or (score == best_score and t0 >= best_t0):
-                        best, best_score, best_t0 = i, score, t0
-                saw = ServerSaw(host=host, proto=ev["proto"], local_addr=ev["local_addr"],
-                                local_port=ev["local_port"], peer_addr=ev["peer_addr"],
-                                peer_port=ev["peer_port"])
-                if best is None:
-                    out.notes.append(f"{host} saw a {ev['proto']} peer {ev['peer_addr']}:"
-                                     f"{ev['peer_port']} no step accounts for")
-                else:
-                    out.steps[best].server_saw.append(saw)
-
-    def _client_view(self, i: int, so: StepOutcome) -> tuple[str | None, int | None, int | None]:
-        """(client address, client port, destination port) of step i, as the client sent it."""
-        s = self.sc.steps[i]
-        if s.kind == "packet":
-            pkt = parse_packet_spec(s.args["spec"]).packet
-            return str(pkt.src), pkt.sport, pkt.dport
-        return so.local_addr, so.local_port, s.args.get("dport")
 
     # ------------------------------------------------------------ teardown
 
@@ -569,16 +421,6 @@ def _restore_text(rules: str) -> str:
     return rules if rules.endswith("\n") else rules + "\n"
 
 
-def _proto_fits(s: Step, proto: str) -> bool:
-    if s.kind == "tcp_connect":
-        return proto == "tcp"
-    if s.kind == "udp":
-        return proto == "udp"
-    if s.kind in ("packet", "replay"):
-        return True
-    return False
-
-
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -590,33 +432,3 @@ def _lines(path: Path) -> list[str]:
     return _read(path).decode(errors="replace").splitlines()
 
 
-def _to_ether_payload(cp) -> bytes | None:
-    """A captured frame as an Ethernet frame (dst MAC fixed later), or None."""
-    from ..observe.pcap import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
-                                LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW)
-
-    data = cp.data
-    if cp.linktype == LINKTYPE_ETHERNET:
-        return data if len(data) >= 14 else None
-    if cp.linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        ip = data
-    elif cp.linktype == LINKTYPE_LINUX_SLL and len(data) > 16:
-        ip = data[16:]
-    elif cp.linktype == LINKTYPE_LINUX_SLL2 and len(data) > 20:
-        ip = data[20:]
-    else:
-        return None
-    if not ip:
-        return None
-    etype = 0x86DD if ip[0] >> 4 == 6 else 0x0800
-    src = bytes(6)
-    if cp.cooked is not None and len(cp.cooked.addr.replace(":", "")) == 12:
-        src = bytes.fromhex(cp.cooked.addr.replace(":", ""))
-    return bytes(6) + src + struct.pack("!H", etype) + ip
-
-
-def _retarget(frame: bytes, dst_mac: str) -> bytes:
-    """Unicast frames get the receiving interface's MAC, so the host takes them as its own."""
-    if frame[0] & 1:  # group address: broadcast/multicast kept
-        return frame
-    return bytes.fromhex(dst_mac.replace(":", "")) + frame[6:]
