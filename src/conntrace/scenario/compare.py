@@ -64,6 +64,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
+        """Items with `status` (AGREE, DISAGREE, KNOWN; "known deviation" is read as KNOWN)."""
+        status = status.replace(" ", "-")
         return sum(1 for i in self.items if i.status == status)
 
     @property
