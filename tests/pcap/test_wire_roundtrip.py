@@ -99,6 +99,8 @@ def _dpkt_ip(wire: bytes, family: int):
 @given(packets())
 def test_dpkt_parses_the_same_headers(pkt: Packet) -> None:
     wire = encode_ip(pkt)
+    if pkt.family == 6 and pkt.proto in dpkt.ip6.EXT_HDRS:
+        return  # dpkt parses ESP (50) after an IPv6 header as an extension header, and chokes
     d = _dpkt_ip(wire, pkt.family)
     if pkt.family == 4:
         assert (ipaddress.IPv4Address(d.src), ipaddress.IPv4Address(d.dst)) == (pkt.src, pkt.dst)
@@ -108,8 +110,7 @@ def test_dpkt_parses_the_same_headers(pkt: Packet) -> None:
     else:
         assert (ipaddress.IPv6Address(d.src), ipaddress.IPv6Address(d.dst)) == (pkt.src, pkt.dst)
         assert (d.hlim, d.fc, d.plen + 40) == (pkt.ttl, pkt.tos, pkt.total_len)
-        # dpkt would parse an ESP payload (50) as a further extension header
-        if (pkt.mf or pkt.frag_offset) and pkt.proto not in dpkt.ip6.EXT_HDRS:
+        if pkt.mf or pkt.frag_offset:
             frag = d.extension_hdrs[44]
             assert (frag.id, frag.frag_off, bool(frag.m_flag)) == (pkt.ip_id, pkt.frag_offset, pkt.mf)
         l4 = d.data
