@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 TCP_TIMEOUT_INIT = 1.0  # include/net/tcp.h
 TCP_TIMEWAIT_LEN = 60.0
 TCP_RTO_MAX = 120.0
+TCP_SYNACK_RETRIES = 5  # net.ipv4.tcp_synack_retries default (include/net/tcp.h)
+TCP_INVALID_RATELIMIT = 0.5  # net.ipv4.tcp_invalid_ratelimit default (HZ/2)
 SYNACK_OPTIONS = LINUX_SYN_OPTIONS
 MAX_SEQ = 1 << 32
 
@@ -109,6 +111,10 @@ class TcpConn:
     started: float = 0.0
     echoed: int = 0
     listener_name: str = ""
+    # server side (request sock): SYN/ACK retransmissions by timer, a generation to re-arm it
+    synack_timeouts: int = 0
+    synack_gen: int = 0
+    last_oow_ack: float | None = None
 
     sock: object = None  # the host.Socket registered for lookups
     tag: int | None = None  # the scenario step this connection belongs to
@@ -307,9 +313,14 @@ class SocketLayer:
                 c.state = "ESTABLISHED"
                 self._server_saw(c)
             elif flags & TCP_SYN and not flags & TCP_ACK:
-                # retransmitted SYN: answer with the SYN/ACK again
-                self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt),
-                           "SYN/ACK (again)")
+                # retransmitted SYN (tcp_check_req): the SYN/ACK again, unless one was resent
+                # this way less than tcp_invalid_ratelimit ago; resending re-arms the timer
+                last = c.last_oow_ack
+                if last is None or self.world.now - last >= TCP_INVALID_RATELIMIT:
+                    c.last_oow_ack = self.world.now
+                    self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt),
+                               "SYN/ACK (again)")
+                    self._arm_synack_timer(c)
                 return
             else:
                 return
@@ -364,6 +375,7 @@ class SocketLayer:
                 c.rcv_nxt = tcp.seq + 1
                 self._add_conn(c)
                 self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt), "SYN/ACK")
+                self._arm_synack_timer(c)
                 return
         if flags & TCP_RST:
             return
@@ -379,6 +391,26 @@ class SocketLayer:
                                   ack_seq=ack % MAX_SEQ, window=0),
                      ip_id=0, df=True, label="RST (closed port)")
         self.world.local_send(self.host_name, rst)
+
+    def _arm_synack_timer(self, c: TcpConn) -> None:
+        """(Re)arm the request's timer: TCP_TIMEOUT_INIT << timeouts so far (reqsk_timeout)."""
+        c.synack_gen += 1
+        gen = c.synack_gen
+        delay = min(TCP_TIMEOUT_INIT * (1 << c.synack_timeouts), TCP_RTO_MAX)
+        self.world.timer(delay, lambda: self._synack_timer(c, gen))
+
+    def _synack_timer(self, c: TcpConn, gen: int) -> None:
+        """reqsk_timer_handler (net/ipv4/inet_connection_sock.c): an unanswered SYN/ACK is
+        resent at 1, 3, 7, 15, 31 s; after tcp_synack_retries timeouts the request goes."""
+        if c.state != "SYN_RECV" or gen != c.synack_gen or self.tcp.get(c.key()) is not c:
+            return
+        if c.synack_timeouts >= TCP_SYNACK_RETRIES:
+            self._drop_conn(c)
+            return
+        self._send(self._tcp_packet(c, TCP_SYN | TCP_ACK, c.iss, c.rcv_nxt),
+                   f"SYN/ACK retransmission {c.synack_timeouts + 1}")
+        c.synack_timeouts += 1
+        self._arm_synack_timer(c)
 
     def _server_saw(self, c: TcpConn) -> None:
         from ..scenario.outcome import ServerSaw
