@@ -195,12 +195,19 @@ class SocketLayer:
         lport = sport or self.ephemeral_port(6, dst, dport)
         key = (laddr, lport, dst, dport)
         old = self.tcp.get(key)
-        if old is not None and old.state != "CLOSED":
+        iss = None
+        if old is not None and old.state == "TIME_WAIT" and sport:
+            # a bound port may take over its own TIME_WAIT 4-tuple (tcp_twsk_unique with
+            # twp == NULL, timestamps seen); the new ISN follows the old one by 65537
+            iss = (old.snd_nxt + 65535 + 2) % MAX_SEQ
+            self._drop_conn(old)
+        elif old is not None and old.state != "CLOSED":
             step.result = "error"
             step.detail = f"EADDRNOTAVAIL: {laddr}:{lport} -> {dst}:{dport} is in use ({old.state})"
             return
         c = TcpConn(self.host_name, laddr, lport, dst, dport, "SYN_SENT",
-                    iss=self.world.rng.getrandbits(32), snd_nxt=0, uid=uid, gid=gid, step=step,
+                    iss=self.world.rng.getrandbits(32) if iss is None else iss, snd_nxt=0,
+                    uid=uid, gid=gid, step=step,
                     payload=payload, close=close, hold=hold, syn_retries=syn_retries,
                     tag=step.index, started=self.world.now)
         c.snd_nxt = c.iss + 1
