@@ -493,6 +493,13 @@ class SocketLayer:
                            payload_len=pkt.payload_len, ip_id=self.world.next_ip_id(), df=False,
                            label="echo reply")
             self.world.local_send(self.host_name, reply)
+        elif icmp.type == 13 and pkt.payload_len >= 4:
+            # icmp_timestamp (net/ipv4/icmp.c): type 14 with the three 4-byte timestamps
+            reply = Packet(src=pkt.dst, dst=pkt.src, proto=1,
+                           l4=IcmpHeader(type=14, code=0, id=icmp.id, seq=icmp.seq),
+                           payload_len=12, ip_id=self.world.next_ip_id(), df=False,
+                           label="timestamp reply")
+            self.world.local_send(self.host_name, reply)
         elif icmp.type == 0:
             step = self.ping_clients.get(icmp.id)
             if step is not None:
