@@ -121,5 +121,5 @@ def _check_table(h: Host, now: float) -> None:
             assert remaining <= max(state_limit, 300) + 1e-9
     # every hashed tuple belongs to a listed entry
     listed = {id(e) for e in table.entries()}
-    for (_z, _t), (e, _d) in table._hash.items():
+    for _z, _t, e, _d in table.hashed():
         assert id(e) in listed

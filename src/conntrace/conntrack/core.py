@@ -200,7 +200,8 @@ class Conntrack:
             self._refresh(ct, res.timeout, now)
         if res.set_assured:
             ct.status |= Status.ASSURED
-        ct.ecache |= res.events
+        if res.events:
+            ct.ecache |= res.events
         if res.kill:
             self.kill(ct, now, cpu)
 
@@ -269,7 +270,7 @@ class Conntrack:
                 return ACCEPT  # REJECT's attached replies never confirm
             verdict = self._confirm_new(pkt, ct, now, cpu, trace)
             ct = pkt.meta.ct
-        if verdict is ACCEPT and ct is not None and ct.ecache and ct.confirmed:
+        if verdict is ACCEPT and ct is not None and ct.has_events and ct.confirmed:
             self.deliver_events(ct, now, cpu)
         return verdict
 
@@ -358,7 +359,7 @@ class Conntrack:
     def deliver_events(self, ct: ConntrackEntry, now: float, cpu: int = 0) -> None:
         """nf_ct_deliver_cached_events: one NEW or UPDATE message for the cached bits."""
         bits = frozenset(ct.ecache)
-        ct.ecache.clear()
+        ct.ecache = None
         if not ct.confirmed or ct.status & Status.DYING:
             return  # killed on the way (e.g. RST before any reply): nothing after DESTROY
         if ct.status & Status.NAT_CLASH:

@@ -77,26 +77,40 @@ class ConnTuple:
 def tuple_of(pkt: Packet) -> ConnTuple:
     """nf_ct_get_tuple for the packet as it is now (after any rewriting so far)."""
     l4 = pkt.l4
+    src, dst = intern_addr(pkt.src), intern_addr(pkt.dst)
     if isinstance(l4, (TcpHeader, UdpHeader)):
-        return ConnTuple(pkt.src, pkt.dst, pkt.proto, l4.sport, l4.dport)
+        return ConnTuple(src, dst, pkt.proto, l4.sport, l4.dport)
     if isinstance(l4, IcmpHeader):
-        return ConnTuple(pkt.src, pkt.dst, pkt.proto, l4.id, (l4.type << 8) | l4.code)
-    return ConnTuple(pkt.src, pkt.dst, pkt.proto)
+        return ConnTuple(src, dst, pkt.proto, l4.id, (l4.type << 8) | l4.code)
+    return ConnTuple(src, dst, pkt.proto)
 
 
 _ids = itertools.count(1)
 
+# Addresses repeat across flows (servers, NAT addresses): tuples share one object per address.
+_ADDR_INTERN: dict = {}
 
-@dataclass
+
+def intern_addr(a):
+    hit = _ADDR_INTERN.get(a)
+    if hit is None:
+        if len(_ADDR_INTERN) > 1_000_000:
+            _ADDR_INTERN.clear()
+        hit = _ADDR_INTERN[a] = a
+    return hit
+
+
+@dataclass(slots=True)
 class DirCounters:
     packets: int = 0
     bytes: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ConntrackEntry:
     """struct nf_conn. `tuples[Dir.ORIGINAL]` / `tuples[Dir.REPLY]` are the two directions;
-    NAT changes the reply tuple only (nf_nat_setup_info)."""
+    NAT changes the reply tuple only (nf_nat_setup_info). Slotted and lazy (event cache,
+    counters) because a table holds a million of these."""
 
     orig_tuple: ConnTuple
     reply_tuple: ConnTuple
@@ -109,16 +123,40 @@ class ConntrackEntry:
     id: int = field(default_factory=lambda: next(_ids))
     # per-protocol tracker state (TcpConntrack for TCP, None otherwise)
     proto_state: Any = None
-    counters: tuple[DirCounters, DirCounters] = field(
-        default_factory=lambda: (DirCounters(), DirCounters()))
     # opaque slot the NAT layer owns (conntrack never looks inside)
     nat: Any = None
     labels: int = 0
     # the CPU whose packet created the entry (races between CPUs)
     cpu: int = 0
-    # event bits cached for delivery at the next confirm (nf_conntrack_event_cache):
-    # "NEW", "RELATED", "REPLY", "ASSURED", "PROTOINFO", "MARK", "SEQADJ", "LABEL", ...
-    ecache: set = field(default_factory=set)
+    _counters: Any = None
+    _ecache: Any = None
+
+    @property
+    def counters(self) -> tuple[DirCounters, DirCounters]:
+        """Per-direction packet/byte counters (the acct extension), made on first use."""
+        if self._counters is None:
+            self._counters = (DirCounters(), DirCounters())
+        return self._counters
+
+    @counters.setter
+    def counters(self, value) -> None:
+        self._counters = value
+
+    @property
+    def ecache(self) -> set:
+        """Event bits cached for delivery at the next confirm (nf_conntrack_event_cache):
+        "NEW", "RELATED", "REPLY", "ASSURED", "PROTOINFO", "MARK", ..."""
+        if self._ecache is None:
+            self._ecache = set()
+        return self._ecache
+
+    @ecache.setter
+    def ecache(self, value) -> None:
+        self._ecache = value
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._ecache)
 
     def tuple(self, d: Dir) -> ConnTuple:
         return self.orig_tuple if d is Dir.ORIGINAL else self.reply_tuple

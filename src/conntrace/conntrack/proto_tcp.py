@@ -119,7 +119,7 @@ TCPOPT_EOL, TCPOPT_NOP, TCPOPT_WINDOW, TCPOPT_SACK_PERM, TCPOPT_SACK = 0, 1, 3, 
 _TSTAMP_ONLY_PREFIX = bytes((TCPOPT_NOP, TCPOPT_NOP, 8, 10))  # NOP NOP TIMESTAMP(10)
 
 
-@dataclass
+@dataclass(slots=True)
 class TcpDirState:
     """struct ip_ct_tcp_state: what conntrack knows about one direction's sender."""
 
@@ -136,7 +136,7 @@ class TcpDirState:
         self.flags &= FLAG_BE_LIBERAL
 
 
-@dataclass
+@dataclass(slots=True)
 class TcpConntrack:
     """struct ip_ct_tcp (ct.proto_state of a TCP entry)."""
 

@@ -47,8 +47,8 @@ class CpuStats:
 def snapshot(entry: ConntrackEntry) -> ConntrackEntry:
     snap = copy.copy(entry)
     snap.proto_state = copy.deepcopy(entry.proto_state)
-    snap.counters = copy.deepcopy(entry.counters)
-    snap.ecache = set()
+    snap.counters = copy.deepcopy(entry._counters)
+    snap.ecache = None
     return snap
 
 
@@ -58,8 +58,8 @@ class ConntrackTable:
         self.max_entries = max_entries
         self.buckets = buckets
         self.hash_seed = hash_seed
-        # (zone, tuple) -> (entry, direction the tuple is)
-        self._hash: dict[tuple[int, ConnTuple], tuple[ConntrackEntry, Dir]] = {}
+        # zone -> tuple -> entry; the direction is whichever of the entry's tuples it is
+        self._zones: dict[int, dict[ConnTuple, ConntrackEntry]] = {0: {}}
         self._confirmed: dict[int, ConntrackEntry] = {}  # id -> entry, in insertion order
         self.count = 0  # allocated entries, unconfirmed included (cnet->count)
         # (timeout, seq, entry): pushed whenever a confirmed entry's timeout is set; stale
@@ -84,9 +84,16 @@ class ConntrackTable:
             listener(ev)
 
     # -- lookups ---------------------------------------------------------------------------
+    def _get(self, zone: int, tup: ConnTuple) -> tuple[ConntrackEntry, Dir] | None:
+        hashed = self._zones.get(zone)
+        entry = hashed.get(tup) if hashed is not None else None
+        if entry is None:
+            return None
+        return entry, (Dir.ORIGINAL if entry.orig_tuple == tup else Dir.REPLY)
+
     def find(self, zone: int, tup: ConnTuple, now: float) -> tuple[ConntrackEntry, Dir] | None:
         """__nf_conntrack_find_get: expired entries are destroyed on the way."""
-        hit = self._hash.get((zone, tup))
+        hit = self._get(zone, tup)
         if hit is None:
             return None
         entry = hit[0]
@@ -97,7 +104,13 @@ class ConntrackTable:
 
     def peek(self, zone: int, tup: ConnTuple) -> tuple[ConntrackEntry, Dir] | None:
         """Lookup without side effects (tests, renderers)."""
-        return self._hash.get((zone, tup))
+        return self._get(zone, tup)
+
+    def hashed(self):
+        """Every (zone, tuple, entry, dir) in the hash (tests check its consistency)."""
+        for zone, tuples in self._zones.items():
+            for tup, entry in tuples.items():
+                yield zone, tup, entry, (Dir.ORIGINAL if entry.orig_tuple == tup else Dir.REPLY)
 
     @staticmethod
     def is_expired(entry: ConntrackEntry, now: float) -> bool:
@@ -120,14 +133,15 @@ class ConntrackTable:
 
     # -- insertion -------------------------------------------------------------------------
     def insert(self, entry: ConntrackEntry) -> None:
-        self._hash[(entry.zone, entry.orig_tuple)] = (entry, Dir.ORIGINAL)
-        self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
+        hashed = self._zones.setdefault(entry.zone, {})
+        hashed[entry.orig_tuple] = entry
+        hashed[entry.reply_tuple] = entry
         self._confirmed[entry.id] = entry
         self.timeout_changed(entry)
 
     def insert_reply_only(self, entry: ConntrackEntry) -> None:
         """nf_ct_resolve_clash_harder: the original direction is a fake (unhashed) node."""
-        self._hash[(entry.zone, entry.reply_tuple)] = (entry, Dir.REPLY)
+        self._zones.setdefault(entry.zone, {})[entry.reply_tuple] = entry
         self._confirmed[entry.id] = entry
         self.timeout_changed(entry)
 
@@ -142,7 +156,7 @@ class ConntrackTable:
         """The first hashed tuple equal to one of `entry`'s: (winner, winner's dir, which of
         our tuples clashed)."""
         for d in (Dir.ORIGINAL, Dir.REPLY):
-            hit = self._hash.get((entry.zone, entry.tuple(d)))
+            hit = self._get(entry.zone, entry.tuple(d))
             if hit is not None:
                 return hit[0], hit[1], d
         return None
@@ -151,11 +165,10 @@ class ConntrackTable:
     def _unlink(self, entry: ConntrackEntry) -> bool:
         if self._confirmed.pop(entry.id, None) is None:
             return False
-        for d in (Dir.ORIGINAL, Dir.REPLY):
-            key = (entry.zone, entry.tuple(d))
-            hit = self._hash.get(key)
-            if hit is not None and hit[0] is entry:
-                del self._hash[key]
+        hashed = self._zones.get(entry.zone, {})
+        for tup in (entry.orig_tuple, entry.reply_tuple):
+            if hashed.get(tup) is entry:
+                del hashed[tup]
         return True
 
     def destroy(self, entry: ConntrackEntry, now: float, *, cpu: int = 0,
@@ -228,7 +241,7 @@ class ConntrackTable:
         start = self.bucket_of(zone, tup)
         wanted = {(start + i) % self.buckets: i for i in range(NF_CT_EVICTION_RANGE)}
         by_bucket: dict[int, list[ConntrackEntry]] = {}
-        for (z, t), (e, _d) in self._hash.items():
+        for z, t, e, _d in self.hashed():
             b = self.bucket_of(z, t)
             if b in wanted:
                 by_bucket.setdefault(wanted[b], []).append(e)

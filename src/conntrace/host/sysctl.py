@@ -95,6 +95,9 @@ class Sysctls:
             self._values["net.ipv4.ip_forward"] = value
 
     def get(self, key: str) -> int | str:
+        hit = self._values.get(key)
+        if hit is not None:
+            return hit
         key = self.normalise(key)
         if key in self._values:
             return self._values[key]

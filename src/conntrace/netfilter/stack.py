@@ -113,7 +113,8 @@ class PacketWalk:
         self.now = now
         self.cpu = cpu
         self.trace = PacketTrace(packet_id=next(_ids), host=self.host.name,
-                                 label=label or pkt.label, packet=pkt.describe(), cpu=cpu,
+                                 label=label or pkt.label,
+                                 packet=pkt.describe() if stack.tracing else "", cpu=cpu,
                                  time=now, parent=parent)
         # the trace the engine writes into (None when the host's stack does not trace:
         # long runs keep only each walk's fate)
@@ -145,7 +146,8 @@ class PacketWalk:
     # -- the walk --------------------------------------------------------------------------
     def _finish(self, fate: Fate, **kw) -> None:
         self.trace.fate = fate
-        self.trace.final_packet = self.pkt.describe()
+        if self.tr is not None:
+            self.trace.final_packet = self.pkt.describe()
         if fate.result in ("dropped", "rejected", "no-route", "queued") and self.stack.conntrack:
             self.stack.conntrack.release(self.pkt)
         self.result = WalkResult(self.trace, self.pkt, fate, generated=self._generated, **kw)
@@ -371,6 +373,15 @@ class PacketWalk:
             dev = "lo" if rt.type is RouteType.LOCAL else rt.dev
             if pkt.src == ipaddress.ip_address("0.0.0.0") and rt.src is not None:
                 pkt.src = rt.src
+            # __mkroute_output (net/ipv4/route.c): a loopback source leaves only by lo unless
+            # the output device has route_localnet (e.g. 127.0.0.1 DNATed away in OUTPUT)
+            if (dev != "lo" and pkt.src.version == 4 and pkt.src.is_loopback
+                    and not host.sysctls.get_int(f"net.ipv4.conf.{dev}.route_localnet")):
+                self._add(RoutingStep("martian", dev, detail=(
+                    f"loopback source {pkt.src} may not leave by {dev} (route_localnet=0)")))
+                self._finish(Fate("dropped", "routing", "loopback source on a non-loopback "
+                                  "device"), errno="EINVAL")
+                return False
             old = pkt.meta.out_iface
             pkt.meta.out_iface = dev
             decision = "reroute" if why else "output"
