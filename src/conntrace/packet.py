@@ -164,6 +164,9 @@ class SkbMeta:
     sock_gid: int | None = None
     sock_supplementary_gids: tuple[int, ...] = ()
     sock_pid: int | None = None
+    # sent by a kernel control socket (tcp_v4_send_reset's, icmp_send's): a socket without a
+    # file, which `-m owner` tells apart from no socket at all (xt_owner.c)
+    sock_no_file: bool = False
     # TPROXY / socket match: a socket assigned by mangle PREROUTING
     tproxy_sock: Any = None
     nf_trace: bool = False
