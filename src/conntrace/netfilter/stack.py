@@ -382,15 +382,6 @@ class PacketWalk:
                 self._finish(Fate("dropped", "routing", "loopback source on a non-loopback "
                                   "device"), errno="EINVAL")
                 return False
-            # __mkroute_output (net/ipv4/route.c): a loopback source leaves only by lo unless
-            # the output device has route_localnet (e.g. 127.0.0.1 DNATed away in OUTPUT)
-            if (dev != "lo" and pkt.src.version == 4 and pkt.src.is_loopback
-                    and not host.sysctls.get_int(f"net.ipv4.conf.{dev}.route_localnet")):
-                self._add(RoutingStep("martian", dev, detail=(
-                    f"loopback source {pkt.src} may not leave by {dev} (route_localnet=0)")))
-                self._finish(Fate("dropped", "routing", "loopback source on a non-loopback "
-                                  "device"), errno="EINVAL")
-                return False
             old = pkt.meta.out_iface
             pkt.meta.out_iface = dev
             decision = "reroute" if why else "output"
