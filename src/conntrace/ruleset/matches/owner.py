@@ -3,7 +3,9 @@
 Allowed only in OUTPUT and POSTROUTING. The socket comes from pkt.meta.sock_uid/gid/
 sock_supplementary_gids (sock_uid None: no local socket, e.g. a forwarded packet). Without
 a socket the kernel returns (match ^ invert) == 0: the rule matches exactly when every
-option it has is inverted (`! --uid-owner 0` matches forwarded packets). With a socket,
+option it has is inverted (`! --uid-owner 0` matches forwarded packets). A kernel control
+socket (RSTs for closed ports, ICMP errors and echo replies: pkt.meta.sock_no_file) is a
+socket without a file: `--socket-exists` matches, uid/gid options only when inverted. With a socket,
 `! --socket-exists` fails; uid tests the fsuid; gid tests the fsgid and, with
 --suppl-groups, the supplementary groups.
 
@@ -123,6 +125,10 @@ class OwnerMatch(MatchExt):
         if meta.sock_uid is None:
             given = [self.uid is not None, self.gid is not None, self.socket_exists]
             inverted = [self.uid_inv, self.gid_inv, self.socket_inv]
+            if meta.sock_no_file:  # a socket without a file: only uid/gid must be inverted
+                if self.socket_exists and self.socket_inv:
+                    return False
+                given, inverted = given[:2], inverted[:2]
             return all(inv for g, inv in zip(given, inverted) if g)
         if self.socket_exists and self.socket_inv:
             return False

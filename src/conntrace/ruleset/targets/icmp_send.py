@@ -166,5 +166,5 @@ def icmp_error(host: "Host", pkt: Packet, icmp_type: int, code: int, *, now: flo
                       mtu=info if icmp_type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED else 0),
         ttl=host.sysctls.get_int("net.ipv4.ip_default_ttl"), tos=tos,
         ip_id=rng.randrange(65536), df=False,  # the ICMP socket does not set DF
-        meta=SkbMeta(mark=mark))
+        meta=SkbMeta(mark=mark, sock_no_file=True))  # sent through the icmp control socket
     return err, f"ICMP type {icmp_type} code {code} from {saddr} to {pkt.src}"
