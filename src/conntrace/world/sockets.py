@@ -29,6 +29,11 @@ TCP_TIMEWAIT_LEN = 60.0
 TCP_RTO_MAX = 120.0
 TCP_SYNACK_RETRIES = 5  # net.ipv4.tcp_synack_retries default (include/net/tcp.h)
 TCP_INVALID_RATELIMIT = 0.5  # net.ipv4.tcp_invalid_ratelimit default (HZ/2)
+# Unacknowledged data on a sub-ms RTT path, seen on 6.18: a tail loss probe 0.208 s after the
+# send (2*srtt + rto_min), the first RTO 0.208 s after that, then the RTO doubles
+TCP_RTX_FIRST = 0.208
+TCP_RETRIES2 = 15  # net.ipv4.tcp_retries2: give up retransmitting after this many
+ECHO_WAIT = 1.0  # kernel/agent.py: a client waits this long for its payload to come back
 SYNACK_OPTIONS = LINUX_SYN_OPTIONS
 MAX_SEQ = 1 << 32
 
@@ -115,6 +120,11 @@ class TcpConn:
     synack_timeouts: int = 0
     synack_gen: int = 0
     last_oow_ack: float | None = None
+    # unacknowledged data (one range) and its retransmission timer (a generation re-arms it)
+    rtx_seq: int | None = None
+    rtx_len: int = 0
+    rtx_count: int = 0
+    rtx_gen: int = 0
 
     sock: object = None  # the host.Socket registered for lookups
     tag: int | None = None  # the scenario step this connection belongs to
@@ -264,13 +274,42 @@ class SocketLayer:
     def _client_established(self, c: TcpConn) -> None:
         self._finish_step(c, "connected")
         if c.payload:
-            self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, c.payload),
-                       f"data {c.payload} bytes")
-            c.snd_nxt += c.payload
+            self._send_data(c, c.payload, f"data {c.payload} bytes")
             if c.step is not None:
                 c.step.sent += c.payload
+            # the client gives up waiting for the echo after ECHO_WAIT, then holds and closes
+            self.world.timer(ECHO_WAIT, lambda: self._echo_wait_over(c))
         else:
             self._schedule_close(c)
+
+    def _echo_wait_over(self, c: TcpConn) -> None:
+        if c.echoed < c.payload:
+            self._schedule_close(c)
+
+    def _send_data(self, c: TcpConn, n: int, label: str) -> None:
+        seq = c.snd_nxt
+        self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, seq, c.rcv_nxt, n), label)
+        c.snd_nxt += n
+        if c.rtx_seq is None:
+            c.rtx_seq, c.rtx_count = seq, 0
+        c.rtx_len = c.snd_nxt - c.rtx_seq
+        self._arm_rtx(c)
+
+    def _arm_rtx(self, c: TcpConn) -> None:
+        c.rtx_gen += 1
+        gen = c.rtx_gen
+        delay = min(TCP_RTX_FIRST * 2 ** max(c.rtx_count - 1, 0), TCP_RTO_MAX)
+        self.world.timer(delay, lambda: self._rtx_timer(c, gen))
+
+    def _rtx_timer(self, c: TcpConn, gen: int) -> None:
+        if gen != c.rtx_gen or c.rtx_seq is None or c.state in ("CLOSED", "TIME_WAIT"):
+            return
+        if c.rtx_count >= TCP_RETRIES2:
+            return
+        c.rtx_count += 1
+        self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.rtx_seq, c.rcv_nxt, c.rtx_len),
+                   f"data retransmission {c.rtx_count}")
+        self._arm_rtx(c)
 
     def _schedule_close(self, c: TcpConn) -> None:
         if c.close == "open":
@@ -331,16 +370,28 @@ class SocketLayer:
                 return
             else:
                 return
+        if c.rtx_seq is not None and flags & TCP_ACK and \
+                (tcp.ack_seq - (c.rtx_seq + c.rtx_len)) % MAX_SEQ < 1 << 31:
+            c.rtx_seq = None  # all data acknowledged
+            c.rtx_gen += 1
         seg_len = pkt.payload_len
-        if seg_len and c.state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"):
+        end = (tcp.seq + seg_len) % MAX_SEQ
+        if seg_len and c.state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2") and \
+                (c.rcv_nxt - end) % MAX_SEQ < 1 << 31:
+            # data already received (a retransmission): an immediate ACK with a D-SACK
+            # block for it (tcp_data_queue -> tcp_dsack_set), nothing for the application
+            dsack = bytes.fromhex("0101050a") + (tcp.seq % MAX_SEQ).to_bytes(4, "big") + \
+                end.to_bytes(4, "big")
+            self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt,
+                                        options=LINUX_ACK_OPTIONS + dsack), "ACK (duplicate data)")
+            seg_len = 0
+        elif seg_len and c.state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"):
             c.rcv_nxt = tcp.seq + seg_len
             # a young connection is in quickack mode: the data is ACKed at once, before the
             # application reads it (and before an echo server answers)
             self._send(self._tcp_packet(c, TCP_ACK, c.snd_nxt, c.rcv_nxt), "ACK")
             if c.server and c.echo:
-                self._send(self._tcp_packet(c, TCP_ACK | TCP_PSH, c.snd_nxt, c.rcv_nxt, seg_len),
-                           f"echo {seg_len} bytes")
-                c.snd_nxt += seg_len
+                self._send_data(c, seg_len, f"echo {seg_len} bytes")
             elif not c.server:
                 c.echoed += seg_len
                 if c.step is not None:
