@@ -287,7 +287,9 @@ class PacketWalk:
         pkt = self.pkt
         verdict = yield from self._run_hook(Hook.POSTROUTING)
         if verdict.kind is not VerdictKind.ACCEPT:
-            self._finish(self._dropped_at(verdict, Hook.POSTROUTING))
+            # ip_output runs POSTROUTING synchronously: a local sender sees the drop (EPERM)
+            self._finish(self._dropped_at(verdict, Hook.POSTROUTING),
+                         errno=None if self.origin == "wire" else "EPERM")
             return
         out = pkt.meta.out_iface
         if out == "lo":
