@@ -8,6 +8,8 @@ Fragment header, VLAN tags) is refused with `UnmodelledError` instead of being d
 Bytes that carry no modelled field are not kept: the IPv6 flow label, the IPv4 reserved
 flag, unused ICMP header bytes; re-encoding writes them as zero. A UDP checksum of 0 decodes
 as `checksum=0` ("none", not bad) for IPv6 too: conntrack's udp_error() accepts it there.
+IPv6 has no DF bit: decoded IPv6 packets say df=True (Linux never fragments forwarded IPv6);
+an IPv6 fragment travels with one Fragment header whose identification is `ip_id`.
 
 Format facts: RFC 791/793/768/792 (IPv4, TCP, UDP, ICMP), RFC 8200/4443 (IPv6, ICMPv6),
 pcap-linktype(7) for the cooked headers (LINKTYPE_LINUX_SLL / LINKTYPE_LINUX_SLL2).

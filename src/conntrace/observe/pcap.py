@@ -292,15 +292,13 @@ def _parse_pcapng(data: bytes) -> list[CapturedPacket]:
         elif btype == PCAPNG_IDB:
             ifaces.append(_interface(body, end, what, off))
         elif btype in (PCAPNG_EPB, PCAPNG_PB):
+            fixed = 20  # both: interface, timestamp (2x4), captured and original length
+            kind = "Enhanced Packet Block" if btype == PCAPNG_EPB else "Packet Block"
+            if len(body) < fixed:
+                raise _Fail(what, off, f"{kind} body of {len(body)} bytes: expected at least {fixed}")
             if btype == PCAPNG_EPB:
-                fixed = 20
-                if len(body) < fixed:
-                    raise _Fail(what, off, f"Enhanced Packet Block body of {len(body)} bytes: expected at least 20")
                 iid, tsh, tsl, caplen, origlen = struct.unpack_from(end + "IIIII", body)
-            else:
-                fixed = 20
-                if len(body) < fixed:
-                    raise _Fail(what, off, f"Packet Block body of {len(body)} bytes: expected at least 20")
+            else:  # the obsolete PB: a 16-bit interface id and a drops counter
                 iid, _drops, tsh, tsl, caplen, origlen = struct.unpack_from(end + "HHIIII", body)
             if iid >= len(ifaces):
                 raise _Fail(what, off, f"packet on interface {iid}, but the section describes only "
