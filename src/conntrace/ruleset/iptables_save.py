@@ -559,7 +559,9 @@ class _RuleLine:
     def ext_option(self, l: _Loaded, spec: OptionSpec, written: str, invert: bool) -> None:
         start = self.i - 1
         before = ["!"] if invert else []
-        if spec.nargs:
+        # old-style `--opt ! value` only for options that can be inverted: for the others a
+        # `!` there is the value itself (e.g. --comment "!")
+        if spec.nargs and spec.invertible:
             invert = self.old_style_invert(invert)
         if invert and not spec.invertible:
             raise self.err(f"{l.name}: option {spec.name} cannot be inverted")
