@@ -105,7 +105,8 @@ def test_dpkt_parses_the_same_headers(pkt: Packet) -> None:
     if pkt.family == 4:
         assert (ipaddress.IPv4Address(d.src), ipaddress.IPv4Address(d.dst)) == (pkt.src, pkt.dst)
         assert (d.ttl, d.tos, d.id, d.p, d.len) == (pkt.ttl, pkt.tos, pkt.ip_id, pkt.proto, pkt.total_len)
-        assert (bool(d.df), bool(d.mf), d.offset)  # dpkt counts 8-byte units == (pkt.df, pkt.mf, pkt.frag_offset)
+        # dpkt counts the offset in 8-byte units, like Packet.frag_offset
+        assert (bool(d.df), bool(d.mf), d.offset) == (pkt.df, pkt.mf, pkt.frag_offset)
         l4 = d.data
     else:
         assert (ipaddress.IPv6Address(d.src), ipaddress.IPv6Address(d.dst)) == (pkt.src, pkt.dst)
