@@ -200,3 +200,73 @@ def test_flush_then_pickup(run):
     """)
     events = event_lines(world, "gw")
     assert any(e.startswith("[DESTROY]") and "[USERSPACE]" in e for e in events)
+
+
+def test_multi_hop_forwarding_decrements_ttl_per_router():
+    from conntrace.api import run_scenario
+    from conntrace.scenario.load import parse_scenario
+
+    text = """
+name: hops
+hosts:
+  a:
+    interfaces: {eth0: {addresses: [10.1.0.2/24]}}
+    routes: ["default via 10.1.0.1"]
+  r1:
+    interfaces: {eth0: {addresses: [10.1.0.1/24]}, eth1: {addresses: [10.2.0.1/24]}}
+    routes: ["10.3.0.0/24 via 10.2.0.2"]
+    sysctls: {net.ipv4.ip_forward: 1}
+  r2:
+    interfaces: {eth0: {addresses: [10.2.0.2/24]}, eth1: {addresses: [10.3.0.1/24]}}
+    routes: ["10.1.0.0/24 via 10.2.0.1"]
+    sysctls: {net.ipv4.ip_forward: 1}
+  b:
+    interfaces: {eth0: {addresses: [10.3.0.2/24]}}
+    routes: ["default via 10.3.0.1"]
+    listen: [{proto: tcp, port: 22}]
+links:
+  - [a:eth0, r1:eth0]
+  - [r1:eth1, r2:eth0]
+  - [r2:eth1, b:eth0]
+timeline:
+  - at: 0
+    tcp_connect: {from: a, to: 10.3.0.2:22, payload: 5}
+  - at: 1
+    packet: {from: a, spec: "udp 10.1.0.2:5000 > 10.3.0.2:9 ttl=2"}
+"""
+    world, out = run_scenario(parse_scenario(text, "hops.yaml"))
+    assert out.steps[0].result == "connected"
+    assert out.steps[0].server_saw[0].peer_addr == "10.1.0.2"
+    at_r2 = [t for t in world.traces if t.host == "r2" and "[SYN]" in t.packet][0]
+    assert at_r2.fate.result == "forwarded"
+    at_b = [t for t in world.traces if t.host == "b" and "[SYN]" in t.packet][0]
+    assert at_b.fate.result == "delivered"
+    # a TTL=2 datagram dies at the second router, which answers time exceeded
+    r2 = [t for t in world.traces if t.host == "r2" and t.time >= 1 and "udp" in t.packet][0]
+    assert r2.fate.result == "dropped" and r2.fate.reason == "TTL exceeded"
+    back = [t for t in world.traces if t.host == "a" and t.time >= 1 and t.packet.startswith("icmp")]
+    assert back and "type=11 code=0" in back[0].packet
+
+
+def test_replay_a_capture(tmp_path, run):
+    from conntrace.observe.pcap import PcapWriter
+    from conntrace.packetspec import parse_packet_spec
+    from conntrace.wire import encode_ether
+
+    cap = tmp_path / "in.pcap"
+    with PcapWriter(cap, nanosecond=True) as w:
+        for i, spec in enumerate(["tcp 10.0.1.7:33000 > 10.0.1.1:8080 syn",
+                                  "udp 10.0.1.7:33001 > 10.0.2.2:53 len=20"]):
+            pkt = parse_packet_spec(spec).packet
+            w.write(1_000_000_000 + i * 500_000_000, encode_ether(pkt, "02:00:00:00:01:07", "02:00:00:00:01:01"))
+    world, out = run(DNAT_MASQ, f"""
+      - at: 2
+        replay: {{host: gw, in: eth0, file: "{cap}"}}
+    """)
+    gw = [t for t in world.traces if t.host == "gw"]
+    assert [round(t.time, 3) for t in gw[:1]] == [2.0]
+    first = gw[0]
+    assert first.packet.startswith("tcp 10.0.1.7:33000 > 10.0.1.1:8080")
+    assert first.final_packet.startswith("tcp 10.0.2.1:33000 > 10.0.2.2:80")  # DNAT + MASQUERADE
+    udp = [t for t in gw if t.packet.startswith("udp")][0]
+    assert round(udp.time, 3) == 2.5  # the capture's own spacing
