@@ -270,3 +270,23 @@ def test_replay_a_capture(tmp_path, run):
     assert first.final_packet.startswith("tcp 10.0.2.1:33000 > 10.0.2.2:80")  # DNAT + MASQUERADE
     udp = [t for t in gw if t.packet.startswith("udp")][0]
     assert round(udp.time, 3) == 2.5  # the capture's own spacing
+
+
+def test_json_schema_matches_the_loader():
+    import json
+    from pathlib import Path
+
+    from conntrace.scenario import load as L
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "scenario.schema.json").read_text())
+    assert set(schema["properties"]) == set(L.TOP_KEYS)
+    host = schema["$defs"]["host"]["properties"]
+    assert set(host) == set(L.HOST_KEYS)
+    assert set(host["interfaces"]["additionalProperties"]["properties"]) == set(L.IFACE_KEYS)
+    assert set(host["listen"]["items"]["properties"]) == set(L.LISTEN_KEYS)
+    steps = {next(k for k in s["required"]): s for s in schema["properties"]["timeline"]["items"]["oneOf"]}
+    assert set(steps) == set(L.STEP_KINDS)
+    for kind, keys in L.STEP_KEYS.items():
+        body = steps[kind]["properties"][kind]
+        body = next(b for b in body.get("oneOf", [body]) if b.get("type") == "object")
+        assert set(body["properties"]) == set(keys), kind
