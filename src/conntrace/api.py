@@ -124,14 +124,16 @@ def trace_packet(host: Host, packet: str | PacketSpec, now: float = 0.0,
     return TraceResult(walks, assumptions, uncertain)
 
 
-def run_scenario(scenario, until: float | None = None, allow_unsupported: bool = False):
-    """Run a scenario on the model. Returns (world, outcome)."""
+def run_scenario(scenario, until: float | None = None, allow_unsupported: bool = False, *,
+                 record: bool = True, observers: list | None = None):
+    """Run a scenario (a path or a loaded Scenario) on the model. Returns (world, outcome).
+    `record=False` with `observers` streams instead of keeping every trace and event."""
     from .scenario.load import load_scenario
     from .world.outcome import collect_outcome
     from .world.world import World
 
     sc = load_scenario(scenario) if not hasattr(scenario, "hosts") else scenario
-    world = World(sc)
+    world = World(sc, record=record, observers=observers)
     if not allow_unsupported:
         items = [i for h in world.hosts.values() if h.ruleset is not None for i in h.ruleset.unsupported]
         if items:

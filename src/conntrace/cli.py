@@ -107,66 +107,34 @@ def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsu
             click.echo(line)
 
 
-def _write_pcaps(world, pcap_dir: str) -> list[str]:
-    from pathlib import Path
+def _print_summary(world, outcome, ct_format: str) -> None:
+    from .observe.conntrack_tools import format_entry, format_stats
+    from .conntrack.defs import Status
 
-    from .observe.pcap import PcapWriter
-    from .wire import encode_ether
-
-    out = Path(pcap_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    writers: dict = {}
-    written = []
-    try:
-        for f in world.frames:
-            key = (f.host, f.iface)
-            if key not in writers:
-                path = out / f"{f.host}-{f.iface}.pcap"
-                writers[key] = PcapWriter(path, nanosecond=True)
-                written.append(str(path))
-            writers[key].write(round(f.time * 1e9), encode_ether(f.packet, f.src_mac, f.dst_mac))
-    finally:
-        for w in writers.values():
-            w.close()
-    return written
-
-
-def _print_run(world, outcome, all_packets: bool) -> None:
-    from .observe.render_text import path_summary
-    from .world.outcome import conntrack_lines, event_lines
-
-    click.echo(f"scenario {world.scenario.name}: {len(world.traces)} packet walks, "
-               f"{world.now:.3f}s of virtual time")
-    click.echo("")
-    click.echo(f"{'time':>10}  {'host':<10} {'packet':<58} {'fate':<22} path")
-    for t in world.traces:
-        f = t.fate
-        fate = f"{f.result} {f.out_iface}" if f.out_iface else f.result
-        if f.result in ("dropped", "rejected", "no-route"):
-            fate = f"{f.result} @ {f.where}"
-        click.echo(f"{t.time:10.4f}  {t.host:<10} {t.packet:<58} {fate:<22} {path_summary(t)}")
     click.echo("")
     click.echo("steps:")
     for s in outcome.steps:
-        saw = "; ".join(f"{x.host} saw {x.peer_addr}:{x.peer_port}" for x in s.server_saw)
+        saw = "; ".join(f"{x.host} saw {x.peer_addr}:{x.peer_port}" for x in s.server_saw[:5])
+        if len(s.server_saw) > 5:
+            saw += f"; ... ({len(s.server_saw)} in all)"
         extra = f"  ({s.detail})" if s.detail else ""
         local = f" from {s.local_addr}:{s.local_port}" if s.local_port else ""
         click.echo(f"  #{s.index} {s.kind} on {s.host}{local}: {s.result}"
                    + (f" [{saw}]" if saw else "") + extra)
-    for name in world.hosts:
-        lines = conntrack_lines(world, name)
-        events = event_lines(world, name)
-        if not lines and not events:
+    for name, host in world.hosts.items():
+        if host.conntrack is None:
             continue
+        table = host.conntrack.table
+        acct = bool(host.sysctls.get_int("net.netfilter.nf_conntrack_acct"))
         click.echo("")
         click.echo(f"conntrack -L on {name} at {world.now:.3f}s:")
-        for line in lines:
+        lines = [format_entry(e, world.now, fmt=ct_format, acct=acct)
+                 for e in table.entries() if not e.status & Status.NAT_CLASH]
+        for line in lines or ["(empty)"]:
             click.echo(f"  {line}")
-        if not lines:
-            click.echo("  (empty)")
-        click.echo(f"conntrack -E on {name}:")
-        for ev, line in zip(world.hosts[name].conntrack.table.events, events):
-            click.echo(f"  {ev.time:10.4f} {line}")
+        click.echo(f"conntrack -S on {name}:")
+        for line in format_stats([s.values for s in table.stats]).splitlines():
+            click.echo(f"  {line}")
 
 
 @main.command()
@@ -175,16 +143,33 @@ def _print_run(world, outcome, all_packets: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Full structured result as JSON.")
 @click.option("--pcap-dir", type=click.Path(file_okay=False),
               help="Write one capture per interface, as tcpdump -i IF would show it.")
+@click.option("--conntrack-format", "ct_format", default="default",
+              type=click.Choice(["default", "extended", "save", "proc"]),
+              help="Format of the final conntrack tables (conntrack -L / -o ... / /proc).")
+@click.option("--no-events", is_flag=True, help="Do not print conntrack -E lines.")
+@click.option("--timestamps", is_flag=True, help="conntrack -E -o timestamp style event lines.")
 @click.option("--allow-unsupported", is_flag=True)
-@click.option("--all-packets", is_flag=True, hidden=True)
 @_friendly
-def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
-    """Run a SCENARIO file on the model and show every packet's story."""
+def run(scenario, until, as_json, pcap_dir, ct_format, no_events, timestamps, allow_unsupported):
+    """Run a SCENARIO file on the model and show every packet's story. Output streams as the
+    run goes (memory stays bounded); --json keeps everything and prints one document."""
     from .api import run_scenario
+    from .observe.stream import CaptureDir, RunPrinter
     from .world.outcome import conntrack_lines, event_lines
 
-    world, outcome = run_scenario(scenario, until, allow_unsupported)
-    pcaps = _write_pcaps(world, pcap_dir) if pcap_dir else []
+    observers = []
+    captures = CaptureDir(pcap_dir) if pcap_dir else None
+    if captures is not None:
+        observers.append(captures)
+    if not as_json:
+        observers.append(RunPrinter(click.echo, events=not no_events, timestamps=timestamps))
+    try:
+        world, outcome = run_scenario(scenario, until, allow_unsupported, record=as_json,
+                                      observers=observers)
+    finally:
+        if captures is not None:
+            captures.close()
+    pcaps = captures.paths if captures is not None else []
     if as_json:
         doc = {
             "scenario": world.scenario.name,
@@ -192,7 +177,7 @@ def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
             "outcome": outcome.to_json(),
             "packets": [t.to_json() for t in world.traces],
             "hosts": {name: {"conntrack": conntrack_lines(world, name),
-                             "events": event_lines(world, name, timestamps=False),
+                             "events": event_lines(world, name, timestamps=timestamps),
                              "stats": (h.conntrack.table.stats_total() if h.conntrack else {}),
                              }
                       for name, h in world.hosts.items()},
@@ -200,7 +185,7 @@ def run(scenario, until, as_json, pcap_dir, allow_unsupported, all_packets):
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    _print_run(world, outcome, all_packets)
+    _print_summary(world, outcome, ct_format)
     for p in pcaps:
         click.echo(f"wrote {p}")
 
