@@ -290,3 +290,50 @@ def test_json_schema_matches_the_loader():
         body = steps[kind]["properties"][kind]
         body = next(b for b in body.get("oneOf", [body]) if b.get("type") == "object")
         assert set(body["properties"]) == set(keys), kind
+
+
+def test_conntrack_starts_mid_flow_and_picks_it_up():
+    """Conntrack registers in a netns only when a rule needs it; a connection already in
+    progress is then picked up from its next packet (loose pickup, ESTABLISHED, 300 s cap)."""
+    from conntrace.api import run_scenario
+    from conntrace.scenario.load import parse_scenario
+
+    text = """
+name: late-conntrack
+hosts:
+  client:
+    interfaces: {eth0: {addresses: [10.0.1.2/24]}}
+  srv:
+    interfaces: {eth0: {addresses: [10.0.1.1/24]}}
+    listen: [{proto: tcp, port: 80}]
+    rules: |
+      *filter
+      :INPUT ACCEPT [0:0]
+      -A INPUT -p tcp --dport 80 -j ACCEPT
+      COMMIT
+links:
+  - [client:eth0, srv:eth0]
+timeline:
+  - at: 0
+    tcp_connect: {from: client, to: 10.0.1.1:80, sport: 45000, close: open}
+  - at: 1
+    rules:
+      host: srv
+      noflush: true
+      rules: |
+        *filter
+        -I INPUT 1 -m conntrack --ctstate ESTABLISHED -j ACCEPT
+        COMMIT
+  - at: 2
+    packet: {from: client, spec: "tcp 10.0.1.2:45000 > 10.0.1.1:80 ack seq=5 ack=9"}
+"""
+    world, out = run_scenario(parse_scenario(text, "late.yaml"))
+    srv = world.hosts["srv"]
+    assert out.steps[0].result == "connected"
+    before = [t for t in world.traces if t.host == "srv" and t.time < 1]
+    assert before and not any(s.kind == "conntrack" for t in before for s in t.steps)
+    (line,) = conntrack_lines(world, "srv")
+    assert "ESTABLISHED src=10.0.1.2 dst=10.0.1.1 sport=45000 dport=80 [UNREPLIED]" in line
+    assert int(line.split()[2]) <= 300
+    rule = srv.ruleset.tables["filter"].chains["INPUT"].rules[0]
+    assert rule.counters.packets == 1  # the picked-up ACK matched --ctstate ESTABLISHED
