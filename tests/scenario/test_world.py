@@ -335,5 +335,9 @@ timeline:
     (line,) = conntrack_lines(world, "srv")
     assert "ESTABLISHED src=10.0.1.2 dst=10.0.1.1 sport=45000 dport=80 [UNREPLIED]" in line
     assert int(line.split()[2]) <= 300
+    # ...and the picked-up packet is NEW (no reply seen yet), not ESTABLISHED
     rule = srv.ruleset.tables["filter"].chains["INPUT"].rules[0]
-    assert rule.counters.packets == 1  # the picked-up ACK matched --ctstate ESTABLISHED
+    assert rule.counters.packets == 0
+    late = [t for t in world.traces if t.host == "srv" and t.time >= 2][0]
+    ct = [s for s in late.steps if s.kind == "conntrack"][0]
+    assert (ct.action, ct.ctstate, ct.tcp_state) == ("new", "NEW", "ESTABLISHED")

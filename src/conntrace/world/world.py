@@ -265,7 +265,6 @@ class World:
         for obs in self.observers:
             if hasattr(obs, "on_trace"):
                 obs.on_trace(res.trace)
-        host = self.hosts[host_name]
         for out_iface, pkt in res.emitted:
             self._transmit(host_name, out_iface, pkt)
         if res.delivered is not None:

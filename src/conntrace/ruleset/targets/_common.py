@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from ..ext import ExtParseError, Opt, ParseContext
+from ..ext import ExtParseError, Opt, ParseContext, TargetExt
 
 U32_MAX = 0xFFFFFFFF
 HOOK_ORDER = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
@@ -113,3 +113,18 @@ def addr_text(addr) -> str:
     from ..writer import inet6_ntop  # lazy: the writer imports the targets package
 
     return inet6_ntop(addr)
+
+
+class OptionlessTarget(TargetExt):
+    """A target that takes no options (NOTRACK, TRACE): parse checks only where it may be
+    used; it renders as just `-j NAME`."""
+
+    @classmethod
+    def parse(cls, opts: Sequence[Opt], pctx: ParseContext):
+        check_table_hook(cls, pctx)
+        if opts:
+            raise ExtParseError(f"takes no options (got {opts[0].written or opts[0].name})")
+        return cls()
+
+    def render(self) -> list[str]:
+        return []

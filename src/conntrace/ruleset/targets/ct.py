@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from ...netfilter.effects import Note
 from ...netfilter.verdict import CONTINUE, Verdict
 from ..ext import ExtParseError, ExtUnsupported, Opt, OptionSpec, ParseContext, TargetExt, register_target
-from ._common import arg, check_plain, check_table_hook, parse_uint
+from ._common import OptionlessTarget, arg, check_plain, check_table_hook, parse_uint
 
 if TYPE_CHECKING:
     from ...netfilter.context import EvalContext
@@ -138,21 +138,11 @@ class CtTarget(TargetExt):
 
 @register_target
 @dataclass(frozen=True)
-class NotrackTarget(TargetExt):
+class NotrackTarget(OptionlessTarget):
     """The old NOTRACK target: CT --notrack without options (xt_CT.c notrack_tg)."""
 
     name: ClassVar[str] = "NOTRACK"
     valid_tables: ClassVar[frozenset[str] | None] = frozenset({"raw"})
-
-    @classmethod
-    def parse(cls, opts: Sequence[Opt], pctx: ParseContext) -> "NotrackTarget":
-        check_table_hook(cls, pctx)
-        if opts:
-            raise ExtParseError(f"takes no options (got {opts[0].written or opts[0].name})")
-        return cls()
-
-    def render(self) -> list[str]:
-        return []
 
     def apply(self, ctx: "EvalContext") -> Verdict:
         meta = ctx.pkt.meta

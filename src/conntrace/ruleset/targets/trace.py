@@ -7,11 +7,11 @@ table; the model follows xt_TRACE (raw only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from ...netfilter.verdict import CONTINUE, Verdict
-from ..ext import ExtParseError, Opt, ParseContext, TargetExt, register_target
-from ._common import check_table_hook
+from ..ext import register_target
+from ._common import OptionlessTarget
 
 if TYPE_CHECKING:
     from ...netfilter.context import EvalContext
@@ -19,19 +19,9 @@ if TYPE_CHECKING:
 
 @register_target
 @dataclass(frozen=True)
-class TraceTarget(TargetExt):
+class TraceTarget(OptionlessTarget):
     name: ClassVar[str] = "TRACE"
     valid_tables: ClassVar[frozenset[str] | None] = frozenset({"raw"})
-
-    @classmethod
-    def parse(cls, opts: Sequence[Opt], pctx: ParseContext) -> "TraceTarget":
-        check_table_hook(cls, pctx)
-        if opts:
-            raise ExtParseError(f"takes no options (got {opts[0].written or opts[0].name})")
-        return cls()
-
-    def render(self) -> list[str]:
-        return []
 
     def apply(self, ctx: "EvalContext") -> Verdict:
         ctx.pkt.meta.nf_trace = True
