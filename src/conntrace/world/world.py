@@ -131,36 +131,24 @@ class World:
         socks = self.sockets.get(step.host or "")
         if step.kind == "tcp_connect":
             st.expected = a.get("count", 1)
-
-            def connect_one(n: int = 0) -> None:
-                socks.tcp_connect(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
-                                  uid=a.get("uid", 0), gid=a.get("gid", 0),
-                                  payload=a.get("payload", 0), close=a.get("close", "fin"),
-                                  hold=a.get("hold", 0.0),
-                                  syn_retries=a.get("syn_retries", self.hosts[step.host].sysctls.get_int(
-                                      "net.ipv4.tcp_syn_retries")))
-                if n + 1 < st.expected:
-                    self.timer(a.get("interval", 0.01), lambda: connect_one(n + 1))
-            connect_one()
+            retries = a.get("syn_retries", self.hosts[step.host].sysctls.get_int(
+                "net.ipv4.tcp_syn_retries"))
+            self._repeat(st.expected, a.get("interval", 0.01), lambda n: socks.tcp_connect(
+                st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
+                uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 0),
+                close=a.get("close", "fin"), hold=a.get("hold", 0.0), syn_retries=retries))
         elif step.kind == "udp":
-            def send_one(n: int = 0) -> None:
-                socks.udp_send(st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
-                               uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 32))
-                if n + 1 < a.get("count", 1):
-                    self.timer(a.get("interval", 1.0), lambda: send_one(n + 1))
             st.expected = a.get("count", 1)
-            send_one()
+            self._repeat(st.expected, a.get("interval", 1.0), lambda n: socks.udp_send(
+                st, a["dst"], a["dport"], sport=a.get("sport"), src=a.get("src"),
+                uid=a.get("uid", 0), gid=a.get("gid", 0), payload=a.get("payload", 32)))
             st.result = "sent"
         elif step.kind == "ping":
             icmp_id = a.get("icmp_id") or self.rng.randint(1, 65535)
-
-            def ping_one(n: int = 0) -> None:
-                socks.ping(st, a["dst"], src=a.get("src"), icmp_id=icmp_id, seq=n + 1,
-                           payload=a.get("payload", 56), uid=a.get("uid", 0), gid=a.get("gid", 0))
-                if n + 1 < a.get("count", 1):
-                    self.timer(a.get("interval", 1.0), lambda: ping_one(n + 1))
             st.expected = a.get("count", 1)
-            ping_one()
+            self._repeat(st.expected, a.get("interval", 1.0), lambda n: socks.ping(
+                st, a["dst"], src=a.get("src"), icmp_id=icmp_id, seq=n + 1,
+                payload=a.get("payload", 56), uid=a.get("uid", 0), gid=a.get("gid", 0)))
             st.result = "sent"
         elif step.kind == "packet":
             from ..packetspec import parse_packet_spec
@@ -190,6 +178,12 @@ class World:
             for k, v in a["set"].items():
                 self.hosts[step.host].sysctls.set(k, v)
             st.result = "done"
+
+    def _repeat(self, count: int, interval: float, action: Callable[[int], None], n: int = 0) -> None:
+        """Do action(n) now and again every `interval` seconds until it has run `count` times."""
+        action(n)
+        if n + 1 < count:
+            self.timer(interval, lambda: self._repeat(count, interval, action, n + 1))
 
     def _replay(self, step: Step, st: StepState) -> None:
         from ..observe.pcap import read_capture
