@@ -845,15 +845,7 @@ class _RuleLine:
         if l.cls is None:
             items.append(UnsupportedItem("match", l.name, self.p.file, self.lineno))
             return UnsupportedMatch(l.name, tuple(l.tokens))
-        self.check_table(l.cls, "match")
-        try:
-            return l.cls.parse(l.opts, pctx)
-        except ExtUnsupported as e:
-            items.append(UnsupportedItem("option", f"{l.name} {e.option}", self.p.file,
-                                         self.lineno, e.detail))
-            return UnsupportedMatch(l.name, tuple(l.tokens))
-        except (ExtParseError, ValueError) as e:
-            raise self.err(f"{l.name} match: {e}") from None
+        return self.parse_ext(l, "match", pctx, items, UnsupportedMatch)
 
     def build_target(self, pctx: ParseContext, items: list[UnsupportedItem]) -> ext.TargetExt | None:
         if self.jump is None or (self.jump == "CONTINUE" and self.target is None):
@@ -873,15 +865,21 @@ class _RuleLine:
             return UnsupportedTarget(t.name, tuple(t.tokens))
         if self.table.name == "nat" and t.name == "DROP":
             raise self.err('the "nat" table is not intended for filtering: DROP is not allowed')
-        self.check_table(t.cls, "target")
+        return self.parse_ext(t, "target", pctx, items, UnsupportedTarget)
+
+    def parse_ext(self, l, kind: str, pctx: ParseContext, items: list[UnsupportedItem],
+                  unsupported: type):
+        """Let the extension parse its options; an option it knows but does not model keeps
+        the whole extension verbatim as unsupported."""
+        self.check_table(l.cls, kind)
         try:
-            return t.cls.parse(t.opts, pctx)
+            return l.cls.parse(l.opts, pctx)
         except ExtUnsupported as e:
-            items.append(UnsupportedItem("option", f"{t.name} {e.option}", self.p.file,
+            items.append(UnsupportedItem("option", f"{l.name} {e.option}", self.p.file,
                                          self.lineno, e.detail))
-            return UnsupportedTarget(t.name, tuple(t.tokens))
+            return unsupported(l.name, tuple(l.tokens))
         except (ExtParseError, ValueError) as e:
-            raise self.err(f"{t.name} target: {e}") from None
+            raise self.err(f"{l.name} {kind}: {e}") from None
 
     def check_table(self, cls: type, kind: str) -> None:
         tables = getattr(cls, "valid_tables", None)
