@@ -200,6 +200,26 @@ def _padded_options(options: bytes) -> bytes:
     return options + bytes(-len(options) % 4)
 
 
+def _walk_options(opts: bytes):
+    """The kind/length walk of tcp_options() and tcp_sack(): (kind, offset, size) of each
+    option, stopping at EOL or at a silly or partial option."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == TCPOPT_EOL:
+            return
+        if kind == TCPOPT_NOP:
+            i += 1
+            continue
+        if n - i < 2:
+            return
+        size = opts[i + 1]
+        if size < 2 or size > n - i:
+            return
+        yield kind, i, size
+        i += size
+
+
 def parse_options(options: bytes) -> tuple[int, int] | None:
     """What tcp_options() learns from a segment: (WINDOW_SCALE|SACK_PERM flags, scale).
     None when the segment has no options (the kernel then keeps the old values)."""
@@ -207,25 +227,12 @@ def parse_options(options: bytes) -> tuple[int, int] | None:
     if not opts:
         return None
     flags = scale = 0
-    i, n = 0, len(opts)
-    while i < n:
-        kind = opts[i]
-        if kind == TCPOPT_EOL:
-            break
-        if kind == TCPOPT_NOP:
-            i += 1
-            continue
-        if n - i < 2:
-            break
-        size = opts[i + 1]
-        if size < 2 or size > n - i:  # silly or partial option
-            break
+    for kind, i, size in _walk_options(opts):
         if kind == TCPOPT_SACK_PERM and size == 2:
             flags |= FLAG_SACK_PERM
         elif kind == TCPOPT_WINDOW and size == 3:
             scale = min(opts[i + 2], TCP_MAX_WSCALE)
             flags |= FLAG_WINDOW_SCALE
-        i += size
     return flags, scale
 
 
@@ -242,26 +249,13 @@ def sack_edge(options: bytes, sack: int) -> int:
     opts = _padded_options(options)
     if len(opts) == 12 and opts[:4] == _TSTAMP_ONLY_PREFIX:
         return sack
-    i, n = 0, len(opts)
-    while i < n:
-        kind = opts[i]
-        if kind == TCPOPT_EOL:
-            break
-        if kind == TCPOPT_NOP:
-            i += 1
-            continue
-        if n - i < 2:
-            break
-        size = opts[i + 1]
-        if size < 2 or size > n - i:
-            break
+    for kind, i, size in _walk_options(opts):
         if kind == TCPOPT_SACK and size >= 10 and (size - 2) % 8 == 0:
             for b in range(i + 2, i + size, 8):
                 right = int.from_bytes(opts[b + 4:b + 8], "big")
                 if after(right, sack):
                     sack = right
             return sack
-        i += size
     return sack
 
 
