@@ -19,29 +19,19 @@ import ipaddress
 from dataclasses import dataclass
 
 from .errors import InputError
+from .ruleset.matches.icmp import ICMP_NAMES as _ICMP_TABLE
+from .ruleset.matches.icmp import ICMPV6_NAMES as _ICMPV6_TABLE
 from .packet import (LINUX_ACK_OPTIONS, LINUX_SYN_OPTIONS, PROTO_BY_NAME, TCP_ACK,
                      TCP_FLAG_BY_NAME, TCP_SYN, IcmpHeader, Packet, SkbMeta, TcpHeader, UdpHeader)
 
-# iptables' ICMP type names (libipt_icmp.c icmp_codes[]): name -> (type, code)
-ICMP_NAMES: dict[str, tuple[int, int]] = {
-    "echo-reply": (0, 0), "pong": (0, 0),
-    "destination-unreachable": (3, 0),
-    "network-unreachable": (3, 0), "host-unreachable": (3, 1),
-    "protocol-unreachable": (3, 2), "port-unreachable": (3, 3),
-    "fragmentation-needed": (3, 4), "source-route-failed": (3, 5),
-    "network-unknown": (3, 6), "host-unknown": (3, 7),
-    "network-prohibited": (3, 9), "host-prohibited": (3, 10),
-    "TOS-network-unreachable": (3, 11), "TOS-host-unreachable": (3, 12),
-    "communication-prohibited": (3, 13), "host-precedence-violation": (3, 14),
-    "precedence-cutoff": (3, 15), "source-quench": (4, 0),
-    "redirect": (5, 0), "network-redirect": (5, 0), "host-redirect": (5, 1),
-    "echo-request": (8, 0), "ping": (8, 0), "echo": (8, 0),
-    "router-advertisement": (9, 0), "router-solicitation": (10, 0),
-    "time-exceeded": (11, 0), "ttl-exceeded": (11, 0), "ttl-zero-during-transit": (11, 0),
-    "ttl-zero-during-reassembly": (11, 1), "parameter-problem": (12, 0),
-    "timestamp-request": (13, 0), "timestamp-reply": (14, 0),
-    "address-mask-request": (17, 0), "address-mask-reply": (18, 0),
-}
+def _icmp_names(table) -> dict[str, tuple[int, int]]:
+    """name -> (type, code) from the icmp match's table of iptables names (`any` left out)."""
+    return {name: (t, cmin) for name, t, cmin, _cmax in table if name != "any"}
+
+
+# the names iptables' --icmp-type / --icmpv6-type accept, plus `echo` for convenience
+ICMP_NAMES: dict[str, tuple[int, int]] = {**_icmp_names(_ICMP_TABLE), "echo": (8, 0)}
+ICMPV6_NAMES: dict[str, tuple[int, int]] = _icmp_names(_ICMPV6_TABLE)
 
 _FLAG_LETTERS = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG",
                  "E": "ECE", "C": "CWR"}
@@ -147,8 +137,8 @@ def parse_packet_spec(text: str, where: str = "packet") -> PacketSpec:
                         flags |= TCP_FLAG_BY_NAME[_FLAG_LETTERS[ch]]
         elif proto == 6 and key in ("seq", "ack", "win", "urgp") and eq:
             tcp_kw[key] = _int(val, 0, 2**32 - 1, key, where)
-        elif proto in (1, 58) and not eq and lw in ICMP_NAMES:
-            icmp_type = ICMP_NAMES[lw]
+        elif proto in (1, 58) and not eq and lw in (ICMP_NAMES if proto == 1 else ICMPV6_NAMES):
+            icmp_type = (ICMP_NAMES if proto == 1 else ICMPV6_NAMES)[lw]
         elif proto in (1, 58) and key in ("type", "code") and eq:
             t, c = icmp_type or (8, 0)
             v = _int(val, 0, 255, key, where)
