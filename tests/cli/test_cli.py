@@ -157,3 +157,13 @@ def test_run_json_and_pcap_dir(tmp_path):
     assert str(ipaddress.IPv4Address(first.data.src)) == "10.0.2.1"
     assert str(ipaddress.IPv4Address(first.data.dst)) == "10.0.2.2"
     assert first.data.data.dport == 80 and first.data.data.flags & dpkt.tcp.TH_SYN
+
+
+def test_trace_with_a_host_file():
+    host = ROOT / "examples" / "host-gw.yaml"
+    r = invoke("trace", "--host", str(host), "tcp 10.0.1.2:40000 > 10.0.1.1:8080 syn in eth0")
+    assert r.exit_code == 0, r.output
+    assert f"[{host}:15]" in r.output  # MASQUERADE, pointed at the host file's own line
+    assert "FATE: FORWARDED at out eth1" in r.output
+    r = invoke("trace", "--host", str(host), "udp 10.0.1.2:40000 > 10.0.2.2:53 in eth0")
+    assert "FATE: DROPPED at filter/FORWARD policy" in r.output
