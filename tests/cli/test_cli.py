@@ -160,7 +160,7 @@ def test_run_json_and_pcap_dir(tmp_path):
 
 
 def test_trace_with_a_host_file():
-    host = ROOT / "examples" / "host-gw.yaml"
+    host = ROOT / "examples" / "hosts" / "gw.yaml"
     r = invoke("trace", "--host", str(host), "tcp 10.0.1.2:40000 > 10.0.1.1:8080 syn in eth0")
     assert r.exit_code == 0, r.output
     assert f"[{host}:15]" in r.output  # MASQUERADE, pointed at the host file's own line
