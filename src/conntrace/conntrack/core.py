@@ -8,14 +8,13 @@ resolving clashes with entries confirmed meanwhile by other CPUs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..netfilter.hooks import Hook
 from ..netfilter.verdict import ACCEPT, DROP, Verdict
 from ..observe.trace import ConfirmStep, ConntrackStep
 from ..packet import IPPROTO_ICMP, IPPROTO_ICMPV6, Packet
-from .defs import ConntrackEventType, CtInfo, CtState, Dir, Status
+from .defs import CTSTATE_OF_CTINFO, ConntrackEventType, CtInfo, Dir, Status
 from .entry import ConntrackEntry, tuple_of
 from .l4 import L4Result, TrackEnv, tracker_for
 from .proto_icmp import icmp_error_related
@@ -26,40 +25,24 @@ if TYPE_CHECKING:
     from ..observe.trace import PacketTrace
 
 # Protocols whose clashes at confirm may be resolved (l4proto->allow_clash, 6.12/6.18):
-# UDP, UDP-Lite, GRE and the generic tracker. TCP, SCTP and ICMP are never resolved.
+# UDP, UDP-Lite, GRE and the generic tracker. TCP, SCTP, DCCP and ICMP(v6) never are.
 ALLOW_CLASH = frozenset({17, 136, 47})
+NO_CLASH = frozenset({6, 132, 33, 1, 58})
 NAT_CLASH_TIMEOUT = 1.0  # nf_ct_resolve_clash_harder: "go away real soon"
 
 
-@dataclass
-class CtTemplateView:
-    zone: int = 0
-
-
-def ctstate_of(pkt: Packet) -> CtState:
-    """The state bits xt_conntrack/xt_state test for this packet."""
-    if pkt.meta.untracked:
-        return CtState.UNTRACKED
-    ct = pkt.meta.ct
-    if ct is None:
-        return CtState.INVALID
-    info = CtInfo(pkt.meta.ctinfo)
-    base = info if info < CtInfo.ESTABLISHED_REPLY else CtInfo(info - CtInfo.ESTABLISHED_REPLY)
-    state = {CtInfo.ESTABLISHED: CtState.ESTABLISHED, CtInfo.RELATED: CtState.RELATED,
-             CtInfo.NEW: CtState.NEW}[base]
-    if ct.status & Status.SRC_NAT:
-        state |= CtState.SNAT
-    if ct.status & Status.DST_NAT:
-        state |= CtState.DNAT
-    return state
+def allow_clash(proto: int) -> bool:
+    """Protocols without a dedicated tracker use the generic one, which allows clashes."""
+    return proto in ALLOW_CLASH or proto not in NO_CLASH
 
 
 def ctstate_name(pkt: Packet) -> str:
-    s = ctstate_of(pkt)
-    for name in ("UNTRACKED", "INVALID", "NEW", "ESTABLISHED", "RELATED"):
-        if s & CtState[name]:
-            return name
-    return str(s)
+    """The state `-m conntrack --ctstate` sees for the packet (for traces)."""
+    if pkt.meta.untracked:
+        return "UNTRACKED"
+    if pkt.meta.ct is None:
+        return "INVALID"
+    return CTSTATE_OF_CTINFO[CtInfo(pkt.meta.ctinfo)].name
 
 
 def nf_conntrack_attach(reply: Packet, ct: ConntrackEntry, ctinfo) -> None:
@@ -68,10 +51,6 @@ def nf_conntrack_attach(reply: Packet, ct: ConntrackEntry, ctinfo) -> None:
     info = CtInfo(ctinfo)
     reply.meta.ct = ct
     reply.meta.ctinfo = CtInfo.RELATED_REPLY if info.direction is Dir.ORIGINAL else CtInfo.RELATED
-
-
-def _generic_allows_clash(proto: int) -> bool:
-    return proto in ALLOW_CLASH or proto not in (6, 132, 33, 1, 58)
 
 
 class Conntrack:
@@ -295,7 +274,7 @@ class Conntrack:
     def _resolve_clash(self, pkt, loser: ConntrackEntry, clash, now, cpu, trace) -> Verdict:
         """nf_ct_resolve_clash / __nf_ct_resolve_clash / nf_ct_resolve_clash_harder."""
         winner, _wdir, _which = clash
-        if _generic_allows_clash(loser.proto):
+        if allow_clash(loser.proto):
             merged = self._merge(pkt, loser, winner, cpu)
             if merged:
                 if trace is not None:

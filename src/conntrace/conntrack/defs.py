@@ -82,6 +82,14 @@ class CtState(IntFlag):
 
 CTSTATE_BY_NAME = {s.name: s for s in CtState}
 
+# XT_CONNTRACK_STATE_BIT(ctinfo) = 1 << (ctinfo % IP_CT_IS_REPLY + 1): replies fold onto
+# their original-direction state (include/uapi/linux/netfilter/xt_conntrack.h)
+CTSTATE_OF_CTINFO = {
+    CtInfo.ESTABLISHED: CtState.ESTABLISHED, CtInfo.ESTABLISHED_REPLY: CtState.ESTABLISHED,
+    CtInfo.RELATED: CtState.RELATED, CtInfo.RELATED_REPLY: CtState.RELATED,
+    CtInfo.NEW: CtState.NEW,
+}
+
 
 class TcpState(IntEnum):
     """enum tcp_conntrack (the order matters: it indexes the transition table)."""

@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from ..conntrack.core import allow_clash
 from ..conntrack.defs import CtInfo, Dir, Status, TcpState
 from ..conntrack.entry import ConnTuple, ConntrackEntry
 from ..netfilter.hooks import NAT_MANIP_BY_HOOK, Hook
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 NF_NAT_MAX_ATTEMPTS = 128
 NF_NAT_HARDER_THRESH = NF_NAT_MAX_ATTEMPTS // 4
 _PORT_PROTOS = frozenset({6, 17, 136, 132, 33})
-_ALLOW_CLASH = frozenset({17, 136, 47})
 
 
 @dataclass
@@ -240,7 +240,7 @@ class NatEngine:
         """nf_nat_used_tuple_new: the reverse-direction race exception for clash protocols."""
         if not self._used(tup, ignored):
             return False
-        if ignored.proto not in _ALLOW_CLASH and ignored.proto in (6, 1, 58, 132, 33):
+        if not allow_clash(ignored.proto):
             return True
         hit = self.ct.table.peek(ignored.zone, tup)
         if hit is None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from ..conntrack.core import Conntrack, nf_conntrack_attach
-from ..errors import UnsupportedItem
 from ..host.netdev import RouteType
 from ..nat.core import NatEngine
 from ..observe.trace import Fate, HookEnter, NoteStep, PacketTrace, RoutingStep
@@ -435,7 +434,3 @@ def attach(host: "Host", ncpus: int = 2) -> NetfilterStack:
     stack = NetfilterStack(host, ncpus)
     host.stack = stack
     return stack
-
-
-def unsupported_of(rs: "Ruleset | None") -> list[UnsupportedItem]:
-    return list(rs.unsupported) if rs is not None else []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -146,12 +145,3 @@ def _convert(node: yaml.Node, file: str, path: str) -> Node:
     value = (yaml.constructor.SafeConstructor().construct_object(node)
              if node.tag != "tag:yaml.org,2002:str" else node.value)
     return Node(value, file, line, path)
-
-
-@dataclass(frozen=True)
-class Where:
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from ...conntrack.defs import CTSTATE_BY_NAME, CtInfo, CtState, Dir, Status
+from ...conntrack.defs import CTSTATE_BY_NAME, CTSTATE_OF_CTINFO, CtInfo, CtState, Dir, Status
 from ..ext import ExtParseError, MatchExt, Opt, OptionSpec, ParseContext, register_match
 from ._common import (U32_MAX, check_once, masked_equal, parse_addr_mask, parse_port_range,
                       parse_uint, render_addr_mask, render_port_range)
@@ -36,14 +36,6 @@ CTSTATUS_ORDER: tuple[tuple[str, int], ...] = (
 )
 _STATUS_BY_NAME = {"NONE": 0, **dict(CTSTATUS_ORDER)}
 
-# XT_CONNTRACK_STATE_BIT(ctinfo) = 1 << (ctinfo % IP_CT_IS_REPLY + 1)
-_STATE_OF_CTINFO = {
-    CtInfo.ESTABLISHED: CtState.ESTABLISHED, CtInfo.ESTABLISHED_REPLY: CtState.ESTABLISHED,
-    CtInfo.RELATED: CtState.RELATED, CtInfo.RELATED_REPLY: CtState.RELATED,
-    CtInfo.NEW: CtState.NEW,
-}
-
-
 def packet_ctstate(ctx: "EvalContext", with_nat: bool) -> CtState:
     """The state bits conntrack_mt computes for the packet in `ctx`."""
     ct = ctx.ct
@@ -51,7 +43,7 @@ def packet_ctstate(ctx: "EvalContext", with_nat: bool) -> CtState:
         if ctx.ctinfo is None:
             ctx.mark_uncertain("conntrack attached without a ctinfo: state unknown")
             return CtState(0)
-        bits = _STATE_OF_CTINFO[CtInfo(ctx.ctinfo)]
+        bits = CTSTATE_OF_CTINFO[CtInfo(ctx.ctinfo)]
         if with_nat:
             if ct.status & Status.SRC_NAT:
                 bits |= CtState.SNAT
