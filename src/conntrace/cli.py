@@ -108,8 +108,8 @@ def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsu
 
 
 def _print_summary(world, outcome, ct_format: str) -> None:
-    from .observe.conntrack_tools import format_entry, format_stats
-    from .conntrack.defs import Status
+    from .observe.conntrack_tools import format_stats
+    from .world.outcome import conntrack_lines
 
     click.echo("")
     click.echo("steps:")
@@ -125,12 +125,9 @@ def _print_summary(world, outcome, ct_format: str) -> None:
         if host.conntrack is None:
             continue
         table = host.conntrack.table
-        acct = bool(host.sysctls.get_int("net.netfilter.nf_conntrack_acct"))
         click.echo("")
         click.echo(f"conntrack -L on {name} at {world.now:.3f}s:")
-        lines = [format_entry(e, world.now, fmt=ct_format, acct=acct)
-                 for e in table.entries() if not e.status & Status.NAT_CLASH]
-        for line in lines or ["(empty)"]:
+        for line in conntrack_lines(world, name, ct_format) or ["(empty)"]:
             click.echo(f"  {line}")
         click.echo(f"conntrack -S on {name}:")
         for line in format_stats([s.values for s in table.stats]).splitlines():

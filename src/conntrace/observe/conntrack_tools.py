@@ -276,6 +276,13 @@ def format_event(kind: str, ct: "ConntrackEntry", now: float, *, timestamp: floa
     return line
 
 
+def format_ct_event(ev, *, timestamps: bool = False) -> str:
+    """A recorded conntrack.table.CtEvent as `conntrack -E` prints it."""
+    return format_event(ev.type.value, ev.entry, ev.time,
+                        timestamp=ev.time if timestamps else None, with_state=ev.with_state,
+                        userspace_portid=ev.userspace_portid, mark_event="MARK" in ev.bits)
+
+
 # --- conntrack -S and /proc/net/stat/nf_conntrack ------------------------------------------
 
 def _check_keys(d: dict, allowed: Iterable[str], what: str) -> None:

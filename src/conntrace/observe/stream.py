@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .conntrack_tools import format_event
+from .conntrack_tools import format_ct_event
 from .render_text import path_summary
 
 HEADER = f"{'time':>10}  {'host':<10} {'packet':<58} {'fate':<22} path"
@@ -38,10 +38,7 @@ class RunPrinter:
         if not self.events:
             return
         self._start()
-        line = format_event(ev.type.value, ev.entry, ev.time,
-                            timestamp=ev.time if self.timestamps else None,
-                            with_state=ev.with_state, userspace_portid=ev.userspace_portid,
-                            mark_event="MARK" in ev.bits)
+        line = format_ct_event(ev, timestamps=self.timestamps)
         self.emit(f"{ev.time:10.4f}  {host:<10} conntrack -E: {line.strip()}")
 
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from ..conntrack.defs import Status
 from ..kernel.collect import clean_event_line, parse_ct_line, parse_save_counters
-from ..observe.conntrack_tools import format_entry, format_event
+from ..observe.conntrack_tools import format_ct_event, format_entry
 from ..ruleset.writer import to_save
 from ..scenario.outcome import HostOutcome, RunOutcome, StepOutcome
 from .world import World
 
 
-def conntrack_lines(world: World, host_name: str) -> list[str]:
-    """`conntrack -L` for one host at the world's current time (NAT_CLASH entries are
-    hidden, as in the kernel's dump)."""
+def conntrack_lines(world: World, host_name: str, fmt: str = "default") -> list[str]:
+    """`conntrack -L` (or `-o extended|save`, /proc with fmt="proc") for one host at the
+    world's current time (NAT_CLASH entries are hidden, as in the kernel's dump)."""
     host = world.hosts[host_name]
     if host.conntrack is None:
         return []
     acct = bool(host.sysctls.get_int("net.netfilter.nf_conntrack_acct"))
-    return [format_entry(e, world.now, acct=acct) for e in host.conntrack.table.entries()
+    return [format_entry(e, world.now, fmt=fmt, acct=acct) for e in host.conntrack.table.entries()
             if not e.status & Status.NAT_CLASH]
 
 
@@ -30,14 +30,7 @@ def event_lines(world: World, host_name: str, timestamps: bool = False) -> list[
     host = world.hosts[host_name]
     if host.conntrack is None:
         return []
-    out = []
-    for ev in host.conntrack.table.events:
-        out.append(format_event(ev.type.value, ev.entry, ev.time,
-                                timestamp=ev.time if timestamps else None,
-                                with_state=ev.with_state,
-                                userspace_portid=ev.userspace_portid,
-                                mark_event="MARK" in ev.bits))
-    return out
+    return [format_ct_event(ev, timestamps=timestamps) for ev in host.conntrack.table.events]
 
 
 def collect_outcome(world: World) -> RunOutcome:
