@@ -213,7 +213,6 @@ class Conntrack:
         self.table.count += 1
         if self.table.max_entries and self.table.count > self.table.max_entries:
             if not self.table.early_drop(zone, tup, now, cpu):
-                self.table.gc_early_drop = True
                 self.table.count -= 1
                 self.table.stat(cpu, "drop")
                 self.log_lines.append("nf_conntrack: nf_conntrack: table full in netns, "

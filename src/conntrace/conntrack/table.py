@@ -74,7 +74,6 @@ class ConntrackTable:
         # called with the entry when it leaves the table or an unconfirmed entry is freed
         # (NAT removes its bysource link here: nf_conntrack_free -> remove_nat_bysrc)
         self.free_hooks: list[Callable[[ConntrackEntry], None]] = []
-        self.gc_early_drop = False  # set when an allocation failed (conntrack_gc_work.early_drop)
 
     def emit(self, ev: CtEvent) -> None:
         """A ctnetlink event: recorded and/or handed to listeners (conntrack -E)."""
@@ -213,13 +212,6 @@ class ConntrackTable:
             self.free(e)
             expired.append(e)
         return expired
-
-    def next_expiry(self) -> float | None:
-        heap = self._expiry
-        while heap and (heap[0][2].timeout != heap[0][0]
-                        or self._confirmed.get(heap[0][2].id) is not heap[0][2]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
 
     def flush(self, now: float, portid: int = 0) -> int:
         n = 0

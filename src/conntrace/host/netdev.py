@@ -52,9 +52,6 @@ class Interface:
                 return a.ip
         return None
 
-    def v4_addresses(self) -> list[ipaddress.IPv4Interface]:
-        return [a for a in self.addresses if a.version == 4]
-
 
 @dataclass
 class Route:
@@ -252,14 +249,4 @@ class NetDevices:
             for a in other.addresses:
                 if a.version == target.version:
                     return a.ip
-        return None
-
-    def all_addresses(self) -> list[IPAddress]:
-        return [a.ip for i in self.interfaces.values() for a in i.addresses]
-
-    def iface_of_address(self, addr: IPAddress) -> Interface | None:
-        for i in self.interfaces.values():
-            for a in i.addresses:
-                if a.ip == addr:
-                    return i
         return None

@@ -128,8 +128,3 @@ class Sysctls:
 
     def items(self) -> list[tuple[str, int | str]]:
         return sorted(self._values.items())
-
-    def copy(self) -> "Sysctls":
-        s = Sysctls()
-        s._values = dict(self._values)
-        return s
