@@ -28,7 +28,7 @@ class TraceResult:
 
 
 def default_router(local: list[str] = (), ifaces: list[str] = (), routes: list[str] = (),
-                   sysctls: dict | None = None) -> Host:
+                   sysctls: dict | None = None, parsed_routes: list = ()) -> Host:
     """The host `conntrace trace` models when given no host description: a router with
     forwarding on, eth0 (in) and eth1 (default route out). Every assumption is recorded."""
     host = Host("router")
@@ -50,10 +50,13 @@ def default_router(local: list[str] = (), ifaces: list[str] = (), routes: list[s
                                              addresses=addrs))
         shown = ", ".join(str(a) for a in addrs) or "no addresses"
         host.assumptions.append(f"interface {name}: {shown}")
-    if routes:
+    if routes or parsed_routes:
         for r in routes:
             host.devices.add_route(parse_route_line(r, "--route", None))
             host.assumptions.append(f"route: {r}")
+        for route in parsed_routes:
+            host.devices.add_route(route)
+            host.assumptions.append(f"route: {route.describe()}")
     else:
         host.devices.add_route(parse_route_line("default dev eth1"))
         host.assumptions.append("route: default dev eth1 (packets not for this host leave by eth1)")

@@ -54,6 +54,8 @@ def _parse_sysctl_opts(values: tuple[str, ...]) -> dict:
 @click.option("--local", multiple=True, help="A local address (on eth0, or IFACE=ADDR).")
 @click.option("--iface", multiple=True, help="An interface: NAME=ADDR/LEN[,ADDR/LEN].")
 @click.option("--route", multiple=True, help="A route in `ip route` syntax.")
+@click.option("--ip-route", "ip_route_file", type=click.Path(dir_okay=False),
+              help="A file with the output of `ip route` or `ip -j route` (added to the host's routes).")
 @click.option("--sysctl", multiple=True, help="KEY=VALUE, e.g. net.ipv4.ip_forward=0.")
 @click.option("--allow-unsupported", is_flag=True,
               help="Proceed when the ruleset uses things the model does not implement; "
@@ -61,8 +63,8 @@ def _parse_sysctl_opts(values: tuple[str, ...]) -> dict:
 @click.option("--all-rules", is_flag=True, help="Also show the rules that did not match.")
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
 @_friendly
-def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsupported,
-          all_rules, as_json):
+def trace(packet, rules_file, host_file, local, iface, route, ip_route_file, sysctl,
+          allow_unsupported, all_rules, as_json):
     """Trace one PACKET through one host, e.g.
 
     conntrace trace --rules node.rules "tcp 10.1.2.3:40000 > 10.96.0.10:80 syn in eth0"
@@ -72,6 +74,14 @@ def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsu
     from .observe.render_text import render_trace
     from .scenario.load import load_host_file
 
+    file_routes = []
+    if ip_route_file:
+        from .host.iproute import parse_ip_route_text
+
+        # the local table is derived from the addresses: only main-table routes are taken
+        file_routes = [r for r in parse_ip_route_text(
+            read_text_file(ip_route_file, "ip route output"), ip_route_file)
+            if r.table in ("main", "254")]
     if host_file:
         spec = load_host_file(host_file)
         host = build_host(spec)
@@ -82,7 +92,10 @@ def trace(packet, rules_file, host_file, local, iface, route, sysctl, allow_unsu
 
             raise UnsupportedError(list(host.ruleset.unsupported))
     else:
-        host = default_router(local, iface, route, _parse_sysctl_opts(sysctl))
+        host = default_router(local, iface, route, _parse_sysctl_opts(sysctl), file_routes)
+    if host_file:
+        for r in file_routes:
+            host.devices.add_route(r)
     if rules_file:
         install_rules(host, read_text_file(rules_file, "an iptables ruleset"), rules_file,
                       allow_unsupported)

@@ -167,3 +167,22 @@ def test_trace_with_a_host_file():
     assert "FATE: FORWARDED at out eth1" in r.output
     r = invoke("trace", "--host", str(host), "udp 10.0.1.2:40000 > 10.0.2.2:53 in eth0")
     assert "FATE: DROPPED at filter/FORWARD policy" in r.output
+
+
+@pytest.mark.parametrize("routes", [
+    "default via 10.0.2.254 dev eth1 proto dhcp src 10.0.2.1 metric 100\n"
+    "10.0.1.0/24 dev eth0 proto kernel scope link src 10.0.1.1\n"
+    "blackhole 10.66.0.0/16\n",
+    '[{"dst":"default","gateway":"10.0.2.254","dev":"eth1","protocol":"dhcp","prefsrc":"10.0.2.1",'
+    '"metric":100,"flags":[]},{"type":"blackhole","dst":"10.66.0.0/16","flags":[]}]',
+])
+def test_trace_reads_ip_route_output(tmp_path, routes):
+    f = tmp_path / "routes.txt"
+    f.write_text(routes)
+    base = ["trace", "--local", "eth0=10.0.1.1/24", "--iface", "eth1=10.0.2.1/24",
+            "--ip-route", str(f)]
+    r = invoke(*base, "udp 10.0.1.2:5000 > 198.51.100.7:53 in eth0")
+    assert r.exit_code == 0, r.output
+    assert "routing: forward dev eth1 via 10.0.2.254" in r.output
+    r = invoke(*base, "udp 10.0.1.2:5000 > 10.66.1.1:53 in eth0")
+    assert "FATE: NO-ROUTE" in r.output and "blackhole 10.66.0.0/16" in r.output
