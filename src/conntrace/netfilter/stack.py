@@ -165,7 +165,7 @@ class PacketWalk:
             self.tr.add(HookEnter(hook.value, self.pkt.meta.in_iface, self.pkt.meta.out_iface,
                                   self.pkt.describe()))
         for cb in HOOK_CALLBACKS[hook]:
-            before = self._route_key()
+            before = self._route_key() if after_callback is not None else None
             verdict = self._callback(cb, hook)
             yield None
             if verdict.kind is not VerdictKind.ACCEPT:
